@@ -25,7 +25,13 @@ int main(int argc, char** argv) {
     return rc == 0 ? 0 : 2;
   }
 
-  if (check_cmd->parsed()) return check(check_options, std::cout, std::cerr);
+  try {
+    if (check_cmd->parsed()) return check(check_options, std::cout, std::cerr);
+  } catch (const std::exception& e) {
+    // Nothing should get here; if something does, say what instead of aborting.
+    std::cerr << "trapeze: " << e.what() << '\n';
+    return 1;
+  }
   return 2;
 }
 
