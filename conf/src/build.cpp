@@ -70,7 +70,7 @@ RawEntry interpolated(const RawEntry& e, const Env& env, Values& values) {
 class Builder {
  public:
   Builder(const RawDoc& doc, const std::string& path, const LoadOptions& options, std::vector<Diagnostic>& out)
-      : doc_(doc), path_(path), options_(options), values_(out), out_(out) {}
+      : doc_(doc), path_(path), options_(options), values_(out, doc.format == Format::toml), out_(out) {}
 
   Config run() {
     config_.path = path_;
@@ -86,6 +86,12 @@ class Builder {
     }
     resolve_plugin_dirs();
     cross_check();
+    // Sorted by name, as circus sorts them: the file's order carries no meaning (priority and
+    // depends_on order starts), and TOML tables have no order anyway.
+    auto by_name = [](const auto& a, const auto& b) { return a.name < b.name; };
+    std::stable_sort(config_.watchers.begin(), config_.watchers.end(), by_name);
+    std::stable_sort(config_.sockets.begin(), config_.sockets.end(), by_name);
+    std::stable_sort(config_.plugins.begin(), config_.plugins.end(), by_name);
     return std::move(config_);
   }
 
@@ -215,8 +221,9 @@ class Builder {
           }
         }
       } else if (k == "include" || k == "include_dir") {
-        if (doc_.format == Format::toml) unknown(e, "the arbiter", known);
-        // INI: followed by read_ini().
+        // INI: followed by read_ini(). A TOML config is a single file.
+        if (doc_.format == Format::toml)
+          values_.error(e.where, k, "include and include_dir are INI options; a TOML config is one file");
       } else {
         unknown(e, "the arbiter", known);
       }
@@ -578,9 +585,9 @@ class Builder {
       if (kind == ReadyKind::tcp) {
         auto colon = target.rfind(':');
         auto port = colon == std::string::npos ? std::string() : target.substr(colon + 1);
-        RawEntry p{e.key, port, e.where};
-        if (colon == std::string::npos || colon == 0 || port.empty() ||
-            port.find_first_not_of("0123456789") != std::string::npos || std::stol(port) < 1 || std::stol(port) > 65535) {
+        bool port_ok = !port.empty() && port.size() <= 5 && port.find_first_not_of("0123456789") == std::string::npos &&
+                       std::stoi(port) >= 1 && std::stoi(port) <= 65535;
+        if (colon == std::string::npos || colon == 0 || !port_ok) {
           values_.error(e.where, e.key, fmt::format("expected host:port with a port from 1 to 65535, got {}", quote(target)));
           return;
         }

@@ -166,7 +166,11 @@ std::optional<std::string> Values::string(const RawEntry& e) { return text_of(e,
 
 std::optional<bool> Values::boolean(const RawEntry& e) {
   if (auto* b = std::get_if<bool>(&e.value)) return *b;
-  auto text = text_of(e, "true or false");
+  auto text = typed_ ? std::nullopt : text_of(e, "true or false");
+  if (!text) {
+    if (typed_) error(e.where, e.key, fmt::format("expected true or false, got {}", describe(e.value)));
+    return std::nullopt;
+  }
   if (!text) return std::nullopt;
   std::string v = lower(trim(*text));
   if (v == "true" || v == "yes" || v == "on" || v == "1") return true;
@@ -179,7 +183,7 @@ std::optional<long long> Values::integer(const RawEntry& e, long long min, long 
   std::optional<long long> v;
   if (auto* i = std::get_if<std::int64_t>(&e.value)) {
     v = *i;
-  } else if (auto* s = std::get_if<std::string>(&e.value)) {
+  } else if (auto* s = std::get_if<std::string>(&e.value); s && !typed_) {
     v = parse_int(*s);
   }
   if (!v) {
@@ -199,7 +203,7 @@ std::optional<double> Values::number(const RawEntry& e, double min, double max) 
   std::optional<double> v;
   if (auto* i = std::get_if<std::int64_t>(&e.value)) v = static_cast<double>(*i);
   if (auto* d = std::get_if<double>(&e.value)) v = *d;
-  if (auto* s = std::get_if<std::string>(&e.value)) v = parse_double(*s);
+  if (auto* s = std::get_if<std::string>(&e.value); s && !typed_) v = parse_double(*s);
   if (!v) {
     error(e.where, e.key, fmt::format("expected a number, got {}", describe(e.value)));
     return std::nullopt;

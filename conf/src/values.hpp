@@ -12,7 +12,8 @@ namespace trapeze::conf::detail {
 
 class Values {
  public:
-  explicit Values(std::vector<Diagnostic>& out) : out_(out) {}
+  /// `typed`: the source has typed values (TOML), so a string is no integer, number or boolean.
+  Values(std::vector<Diagnostic>& out, bool typed) : out_(out), typed_(typed) {}
 
   std::optional<std::string> string(const RawEntry& e);
   std::optional<bool> boolean(const RawEntry& e);
@@ -35,6 +36,7 @@ class Values {
  private:
   std::optional<std::string> text_of(const RawEntry& e, const char* expected);
   std::vector<Diagnostic>& out_;
+  bool typed_;
 };
 
 /// Describes a raw value for a message: 'text' for strings, the literal for others.

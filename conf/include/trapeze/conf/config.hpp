@@ -224,13 +224,15 @@ struct Config {
   std::string path;                   // the main config file as given
   std::vector<std::string> files;     // every file read, main first, then includes
   ArbiterConfig arbiter;
-  std::vector<WatcherConfig> watchers;  // in the order they appear
-  std::vector<SocketConfig> sockets;
-  std::vector<PluginConfig> plugins;
+  std::vector<WatcherConfig> watchers;  // sorted by name, as circus does; priority orders starts
+  std::vector<SocketConfig> sockets;   // sorted by name
+  std::vector<PluginConfig> plugins;   // sorted by name
   JujuConfig juju;
   std::vector<Diagnostic> warnings;   // errors are thrown, see ConfigError
 
   const WatcherConfig* find_watcher(std::string_view name) const;
+
+  friend bool operator==(const Config&, const Config&) = default;
 };
 
 std::string_view to_string(StreamKind k);

@@ -1,0 +1,253 @@
+// The two loaders on good configs: circus's INI dialect rule by rule, the TOML format table by
+// table, and the normalized output loading back to the same model.
+#include <catch2/catch.hpp>
+
+#include <csignal>
+
+#include "support.hpp"
+#include "trapeze/conf/show.hpp"
+
+using namespace trapeze::conf;
+using namespace std::chrono_literals;
+using trapeze::conf::test::kData;
+using trapeze::conf::test::load_data;
+using trapeze::conf::test::quiet_options;
+
+namespace {
+
+const WatcherConfig& watcher(const Config& c, std::string_view name) {
+  const WatcherConfig* w = c.find_watcher(name);
+  INFO("watcher " << name);
+  REQUIRE(w != nullptr);
+  return *w;
+}
+
+bool has_warning(const Config& c, std::string_view text) {
+  for (const auto& d : c.warnings)
+    if (to_string(d).find(text) != std::string::npos) return true;
+  return false;
+}
+
+/// The model without what depends on where it was read from.
+Config comparable(Config c) {
+  c.path.clear();
+  c.files.clear();
+  c.warnings.clear();
+  c.plugins.clear();
+  c.arbiter.plugin_dirs.clear();
+  for (auto& w : c.watchers) {
+    w.where = {};
+    for (auto& [point, h] : w.hooks) {
+      h.where = {};
+      h.library.clear();
+      h.symbol.clear();
+    }
+  }
+  for (auto& s : c.sockets) s.where = {};
+  return c;
+}
+
+}  // namespace
+
+TEST_CASE("the circus docs' hooks example loads as written", "[unit][conf]") {
+  Config c = load_data("good/circus_hooks_example.ini");
+  REQUIRE(c.watchers.size() == 2);
+  const auto& worker = watcher(c, "queue-worker");
+  CHECK(worker.cmd == "python -u worker.py");
+  CHECK(worker.priority == 2);
+  REQUIRE(worker.hooks.count("before_start") == 1);
+  CHECK(worker.hooks.at("before_start").spec == "mycoolapp.myplugins.check_redis");
+  CHECK_FALSE(worker.hooks.at("before_start").ignore_failure);
+  CHECK(worker.hooks.at("before_start").timeout == 30s);
+  CHECK(watcher(c, "redis").cmd == "redis-server");
+  CHECK(watcher(c, "redis").priority == 1);
+  CHECK(c.arbiter.priority_order == PriorityOrder::ascending);
+  CHECK(c.warnings.empty());
+}
+
+TEST_CASE("INI: circus's parser rules, value by value", "[unit][conf]") {
+  Config c = load_data("good/dialect.ini");
+  CHECK(c.arbiter.loglevel == "debug");  // the main file wins over extra-one.ini's "error"
+  const auto& web = watcher(c, "web");
+  CHECK(web.cmd == "python3 -m http.server");
+  CHECK(web.args == "--bind 127.0.0.1");             // "; comment" after a blank is dropped
+  CHECK(web.numprocesses == 3);                      // ':' separates too; the first value wins
+  CHECK(web.shell_args == "a;b");                    // ';' without a blank before it stays
+  CHECK(web.executable.empty());                     // "" is the empty string
+  CHECK(web.working_dir == "/srv/web # not a comment");  // '#' is never an inline comment
+  CHECK(web.warmup_delay == 2500ms);
+  CHECK(web.graceful_timeout == 90s);
+  CHECK(web.max_age == 500ms);
+  CHECK(web.stop_signal == SIGQUIT);
+  REQUIRE(web.rlimits.count("nofile") == 1);
+  CHECK_FALSE(web.rlimits.at("nofile").has_value());  // empty: RLIM_INFINITY
+  CHECK(web.rlimits.at("core") == std::optional<std::uint64_t>(0));
+  CHECK(web.umask == std::optional<mode_t>(027));
+  CHECK(web.uid == std::optional<std::string>("1000"));
+  CHECK(web.max_retry == -1);  // from conf.d/more.ini: not given in the main file
+  const auto& hook = web.hooks.at("after_spawn");
+  CHECK(hook.spec == "/opt/hooks/libaudit.so:on_spawn");
+  CHECK(hook.ignore_failure);
+  CHECK(hook.timeout == 5s);
+  CHECK(hook.options.at("level") == "high");
+  CHECK(has_warning(c, "numprocesses: given again in [watcher:web]"));
+
+  const auto& worker = watcher(c, "worker");
+  CHECK(worker.args == "10\n20\n30");  // continuation lines, blank lines skipped
+  CHECK(worker.stop_signal == SIGRTMIN + 1);
+  CHECK(worker.stdout_stream.kind == StreamKind::file);  // a filename alone means FileStream
+  CHECK(worker.stdout_stream.filename == "/var/log/worker.log");
+  CHECK(worker.stderr_stream.kind == StreamKind::stdout);
+  CHECK_FALSE(worker.respawn);
+  CHECK_FALSE(worker.autostart);
+  CHECK(worker.singleton);
+
+  CHECK(watcher(c, "extra").cmd == "sleep 1");
+  CHECK(watcher(c, "from-dir").stop_signal == SIGKILL);
+  CHECK(c.files == std::vector<std::string>{kData + "/good/dialect.ini", kData + "/good/extra-one.ini",
+                                            kData + "/good/conf.d/more.ini"});
+}
+
+TEST_CASE("INI: environment sections and circus variables", "[unit][conf]") {
+  Config c = load_data("good/env.ini");
+  const auto& alpha = watcher(c, "alpha");
+  CHECK(alpha.cmd == "run-alpha --log /var/log/app/alpha.log --home /home/tester");
+  CHECK(alpha.args == "a1 $(circus.wid) $(circus.env.NOT_SET)");
+  CHECK(alpha.env == std::map<std::string, std::string>{
+                         {"LOGDIR", "/var/log/app"}, {"SHARED", "all"}, {"ONLY_ALPHA", "a1"}, {"PAIR", "yes"}});
+  CHECK_FALSE(alpha.copy_env);
+  CHECK(has_warning(c, "args: $(circus.env.NOT_SET) is not set; left as written"));
+
+  const auto& beta = watcher(c, "beta");
+  CHECK(beta.copy_env);
+  CHECK(beta.cmd == "run-beta overridden for b*");  // [env:b*] comes after [env] for beta
+  CHECK(beta.env.at("OWN") == "mine");
+  CHECK(beta.env.at("PATH") == "/usr/bin:/bin:/opt/beta");  // $PATH from the arbiter's environment
+  CHECK(beta.env.at("PAIR") == "yes");
+  CHECK(beta.env.count("ONLY_IN_ENV") == 0);  // copy_env adds the environment at spawn time
+
+  const auto& gamma = watcher(c, "gamma");
+  CHECK(gamma.env == std::map<std::string, std::string>{{"LOGDIR", "/var/log/app"}, {"SHARED", "all"}});
+}
+
+TEST_CASE("TOML: every table of the native format", "[unit][conf]") {
+  Config c = load_data("good/full.toml");
+  const ArbiterConfig& a = c.arbiter;
+  CHECK(a.endpoint == "ipc:///tmp/trapeze-test/control");
+  CHECK(a.pubsub_endpoint == "tcp://127.0.0.1:5556");
+  CHECK(a.loglevel == "warning");
+  CHECK(a.priority_order == PriorityOrder::descending);
+  CHECK(a.plugin_dirs == std::vector<std::string>{kData + "/good/plugins", "/opt/trapeze/plugins"});
+  CHECK(a.umask == std::optional<mode_t>(022));
+  CHECK(a.warmup_delay == 250ms);
+
+  const auto& cache = watcher(c, "cache");
+  CHECK(cache.stop_signal == SIGINT);
+  CHECK(cache.graceful_timeout == 5s);
+  CHECK(cache.rlimits.at("nofile") == std::optional<std::uint64_t>(4096));
+  CHECK_FALSE(cache.rlimits.at("core").has_value());
+  CHECK(cache.uid == std::optional<std::string>("1000"));
+  CHECK(cache.gid == std::optional<std::string>("www-data"));
+  CHECK(cache.ready.kind == ReadyKind::log);
+  CHECK(cache.ready.target == "Ready to accept connections");
+  CHECK(cache.ready.interval == 50ms);
+  CHECK(cache.ready.start_timeout == 10s);
+
+  const auto& web = watcher(c, "web");
+  CHECK(web.args == "--directory /srv/app");
+  CHECK(web.numprocesses == 4);
+  CHECK(web.depends_on == std::vector<std::string>{"cache"});
+  CHECK(web.min_uptime == 2s);
+  CHECK(web.max_retry == -1);
+  CHECK(web.use_sockets);
+  CHECK_FALSE(web.close_child_stdin);
+  CHECK(web.env == std::map<std::string, std::string>{{"APP", "/srv/app"}, {"PYTHONUNBUFFERED", "1"}});
+  CHECK(web.ready.kind == ReadyKind::http);
+  CHECK(web.ready.http_body == "ok");
+  CHECK(web.ready.timeout == 2s);
+  CHECK(web.flapping.attempts == 3);
+  CHECK(web.flapping.window == 10s);
+  CHECK(web.flapping.retry_in == 30s);
+  CHECK(web.flapping.max_retry == 2);
+  const auto& before = web.hooks.at("before_start");
+  CHECK(before.spec == "mycoolapp.myplugins.check_redis");
+  CHECK(before.ignore_failure);
+  CHECK(before.timeout == 3s);
+  CHECK(before.options == std::map<std::string, std::string>{{"host", "127.0.0.1"}, {"port", "6379"}});
+  CHECK(web.hooks.at("after_start").spec == "/opt/hooks/libnotify.so:announce");
+  CHECK(web.juju.on_ready == std::optional<std::string>("web-is-live"));
+  CHECK(web.juju.on_exit == std::optional<std::string>(""));  // false: disabled
+  CHECK_FALSE(web.juju.on_check_failed.has_value());          // not given: the default name
+  CHECK(web.stdout_stream.kind == StreamKind::timed_rotating_file);
+  CHECK(web.stdout_stream.rotate_when == "midnight");
+  CHECK(web.stdout_stream.backup_count == 7);
+  CHECK(web.stdout_stream.utc);
+
+  REQUIRE(c.sockets.size() == 2);
+  CHECK(c.sockets[0].family == "AF_UNIX");  // admin: a path makes it a unix socket
+  CHECK(c.sockets[0].umask == std::optional<mode_t>(077));
+  CHECK(c.sockets[1].name == "web");  // lower-cased, as circus does
+  CHECK(c.sockets[1].port == 8080);
+  CHECK(c.sockets[1].so_reuseport);
+
+  CHECK(c.juju.configured);
+  CHECK(c.juju.unit == "app/0");
+  CHECK(c.juju.mode == JujuMode::direct);
+  CHECK(c.juju.max_retry == 3);
+  CHECK(c.juju.backoff == 2s);
+}
+
+TEST_CASE("the normalized TOML loads back to the same config", "[unit][conf]") {
+  for (const char* file : {"good/circus_hooks_example.ini", "good/dialect.ini", "good/env.ini", "good/full.toml"}) {
+    INFO(file);
+    Config original = load_data(file);
+    std::string text = to_toml(original);
+    Config again = load_toml_text(text, kData + "/good/normalized.toml", quiet_options());
+    CHECK(to_json(comparable(again)).dump(1) == to_json(comparable(original)).dump(1));  // readable
+    CHECK(comparable(again) == comparable(original));  // and every field
+  }
+}
+
+TEST_CASE("durations and signals in every accepted spelling", "[unit][conf]") {
+  struct Row {
+    std::string value;
+    std::chrono::milliseconds expected;
+  };
+  for (const Row& r : std::vector<Row>{{"30", 30s}, {"25.5", 25500ms}, {"0", 0ms}, {"500ms", 500ms},
+                                       {"2m", 120s}, {"1h", 3600s}, {"1m30s", 90s}, {"1.5s", 1500ms}}) {
+    INFO(r.value);
+    Config c = load_ini_text("[watcher:w]\ncmd = x\ngraceful_timeout = " + r.value + "\n", "t.ini", quiet_options());
+    CHECK(c.watchers[0].graceful_timeout == r.expected);
+  }
+  struct Sig {
+    std::string value;
+    int expected;
+  };
+  for (const Sig& s : std::vector<Sig>{{"TERM", SIGTERM}, {"sigint", SIGINT}, {"Quit", SIGQUIT}, {"9", SIGKILL},
+                                       {"SIGHUP", SIGHUP}, {"RTMIN+2", SIGRTMIN + 2}, {"usr1", SIGUSR1}}) {
+    INFO(s.value);
+    Config c = load_ini_text("[watcher:w]\ncmd = x\nstop_signal = " + s.value + "\n", "t.ini", quiet_options());
+    CHECK(c.watchers[0].stop_signal == s.expected);
+  }
+}
+
+TEST_CASE("circus options trapeze does not act on are warnings, never silence", "[unit][conf]") {
+  Config c = load_ini_text(
+      "[circus]\ncheck_delay = 5\nstatsd = true\nhttpd = true\n"
+      "[watcher:w]\ncmd = x\nvirtualenv = /venv\nstdout_stream.class = mymodule.MyStream\n"
+      "[plugin:flap]\nuse = circus.plugins.flapping.Flapping\n",
+      "t.ini", quiet_options());
+  CHECK(has_warning(c, "t.ini:2: warning: check_delay: ignored: trapeze does not poll"));
+  CHECK(has_warning(c, "t.ini:3: warning: statsd: ignored"));
+  CHECK(has_warning(c, "t.ini:4: warning: httpd: ignored: circus-web is not supported"));
+  CHECK(has_warning(c, "t.ini:7: warning: virtualenv: ignored"));
+  CHECK(has_warning(c, "t.ini:8: warning: stdout_stream.class: 'mymodule.MyStream' is a Python class"));
+  CHECK(has_warning(c, "t.ini:9: warning: [plugin:flap]: flapping detection is built into trapeze"));
+  CHECK(c.watchers[0].stdout_stream.kind == StreamKind::null);
+}
+
+TEST_CASE("a long INI line is read whole", "[unit][conf]") {
+  std::string args(5000, 'a');
+  Config c = load_ini_text("[watcher:w]\ncmd = x\nargs = " + args + "\n", "t.ini", quiet_options());
+  CHECK(c.watchers[0].args == args);
+}
