@@ -53,6 +53,13 @@ const std::map<std::string, std::string> kIgnoredWatcherOptions = {
     {"copy_path", "it passes Python's sys.path as PYTHONPATH, which trapeze does not have"},
 };
 
+/// An absolute, normalized directory; "" is the current directory.
+std::string absolute_dir(const fs::path& dir) {
+  std::string out = fs::absolute(dir.empty() ? fs::path(".") : dir).lexically_normal().string();
+  if (out.size() > 1 && out.back() == '/') out.pop_back();
+  return out;
+}
+
 std::string section_label(std::string_view name) { return fmt::format("[{}]", name); }
 
 /// A raw entry whose string value was interpolated for the section it is read in.
@@ -217,7 +224,7 @@ class Builder {
           for (auto d : *v) {
             fs::path p(d);
             if (p.is_relative()) p = fs::path(path_).parent_path() / p;
-            a.plugin_dirs.push_back(p.lexically_normal().string());
+            a.plugin_dirs.push_back(absolute_dir(p));
           }
         }
       } else if (k == "include" || k == "include_dir") {
@@ -233,8 +240,8 @@ class Builder {
   void resolve_plugin_dirs() {
     auto& dirs = config_.arbiter.plugin_dirs;
     if (dirs.empty()) {
-      std::string here = fs::path(path_).parent_path().string();
-      dirs.push_back(here.empty() ? "." : here);
+      // Absolute, so that a daemon that changes directory still finds them.
+      dirs.push_back(absolute_dir(fs::path(path_).parent_path()));
     }
     for (const auto& d : options_.default_plugin_dirs)
       if (std::find(dirs.begin(), dirs.end(), d) == dirs.end()) dirs.push_back(d);
