@@ -1,4 +1,6 @@
 // The one binary: `trapeze SUBCOMMAND ...`.
 #include "trapeze/ctl/cli.hpp"
 
-int main(int argc, char** argv) { return trapeze::ctl::main(argc, argv); }
+int main(int argc, char** argv) {
+  return trapeze::ctl::main(argc, argv);
+}

@@ -23,12 +23,12 @@ namespace {
 namespace fs = std::filesystem;
 using Env = std::map<std::string, std::string>;
 
-const std::vector<std::string> kHookPoints = {"before_start", "after_start",   "before_spawn", "after_spawn",
-                                              "before_stop",  "after_stop",    "before_signal", "after_signal",
+const std::vector<std::string> kHookPoints = {"before_start", "after_start", "before_spawn",  "after_spawn",
+                                              "before_stop",  "after_stop",  "before_signal", "after_signal",
                                               "before_reap",  "after_reap"};
-const std::vector<std::string> kRlimits = {"as",      "core",  "cpu",    "data",   "fsize",      "locks",
-                                           "memlock", "msgqueue", "nice", "nofile", "nproc",     "rss",
-                                           "rtprio",  "rttime", "sigpending", "stack"};
+const std::vector<std::string> kRlimits = {"as",      "core",     "cpu",        "data",   "fsize", "locks",
+                                           "memlock", "msgqueue", "nice",       "nofile", "nproc", "rss",
+                                           "rtprio",  "rttime",   "sigpending", "stack"};
 
 /// Options circus knows that trapeze deliberately does not act on, with the reason shown.
 const std::map<std::string, std::string> kIgnoredArbiterOptions = {
@@ -60,7 +60,9 @@ std::string absolute_dir(const fs::path& dir) {
   return out;
 }
 
-std::string section_label(std::string_view name) { return fmt::format("[{}]", name); }
+std::string section_label(std::string_view name) {
+  return fmt::format("[{}]", name);
+}
 
 /// A raw entry whose string value was interpolated for the section it is read in.
 RawEntry interpolated(const RawEntry& e, const Env& env, Values& values) {
@@ -76,7 +78,8 @@ RawEntry interpolated(const RawEntry& e, const Env& env, Values& values) {
 
 class Builder {
  public:
-  Builder(const RawDoc& doc, const std::string& path, const LoadOptions& options, std::vector<Diagnostic>& out)
+  Builder(const RawDoc& doc, const std::string& path, const LoadOptions& options,
+          std::vector<Diagnostic>& out)
       : doc_(doc), path_(path), options_(options), values_(out, doc.format == Format::toml), out_(out) {}
 
   Config run() {
@@ -86,7 +89,8 @@ class Builder {
     for (const auto& section : doc_.sections) {
       if (section.entries.empty()) {
         if (section.name.starts_with("watcher:"))
-          values_.warning(section.where, section_label(section.name), "an empty section is ignored (as circus does)");
+          values_.warning(section.where, section_label(section.name),
+                          "an empty section is ignored (as circus does)");
         continue;
       }
       route(section);
@@ -130,8 +134,9 @@ class Builder {
       auto colon = n.find(':');
       std::string head = n.substr(0, colon);
       std::string guess = closest(head, {"circus", "trapeze", "env", "watcher", "socket", "plugin", "juju"});
-      std::string hint =
-          guess.empty() ? "" : fmt::format("; did you mean [{}{}]?", guess, colon == std::string::npos ? "" : n.substr(colon));
+      std::string hint = guess.empty() ? ""
+                                       : fmt::format("; did you mean [{}{}]?", guess,
+                                                     colon == std::string::npos ? "" : n.substr(colon));
       values_.error(s.where, section_label(n),
                     fmt::format("unknown section{}{}", hint,
                                 guess.empty() ? " (sections are circus, env, env:NAMES, watcher:NAME, "
@@ -143,7 +148,8 @@ class Builder {
   void unknown(const RawEntry& e, std::string_view what, const std::vector<std::string>& known) {
     std::string guess = closest(e.key, known);
     values_.error(e.where, e.key,
-                  fmt::format("unknown option for {}{}", what, guess.empty() ? "" : fmt::format("; did you mean '{}'?", guess)));
+                  fmt::format("unknown option for {}{}", what,
+                              guess.empty() ? "" : fmt::format("; did you mean '{}'?", guess)));
   }
 
   // --- [env] and [env:PATTERNS] --------------------------------------------------------
@@ -181,7 +187,9 @@ class Builder {
     std::vector<std::string> unset;
     std::string out = expand_env_value(trim(value), options_.environ, &unset);
     for (const auto& name : unset)
-      values_.warning(e.where, e.key, fmt::format("${} is not set in the arbiter's environment; it expands to nothing", name));
+      values_.warning(
+          e.where, e.key,
+          fmt::format("${} is not set in the arbiter's environment; it expands to nothing", name));
     return out;
   }
 
@@ -189,8 +197,8 @@ class Builder {
 
   void read_arbiter(const RawSection& s) {
     static const std::vector<std::string> known = {
-        "endpoint",    "pubsub_endpoint", "endpoint_owner", "pidfile",  "loglevel", "logoutput",  "umask",
-        "warmup_delay", "priority_order", "plugin_dirs",    "include", "include_dir", "debug"};
+        "endpoint",     "pubsub_endpoint", "endpoint_owner", "pidfile", "loglevel",    "logoutput", "umask",
+        "warmup_delay", "priority_order",  "plugin_dirs",    "include", "include_dir", "debug"};
     auto& a = config_.arbiter;
     for (const auto& raw : s.entries) {
       RawEntry e = interpolated(raw, global_env_, values_);
@@ -284,7 +292,8 @@ class Builder {
     for (const auto& pair : split(*text, ',')) {
       auto eq = pair.find('=');
       if (eq == std::string::npos || trim(pair.substr(0, eq)).empty()) {
-        values_.error(e.where, e.key, fmt::format("expected KEY=VALUE pairs separated by commas, got {}", quote(pair)));
+        values_.error(e.where, e.key,
+                      fmt::format("expected KEY=VALUE pairs separated by commas, got {}", quote(pair)));
         return;
       }
       own_env_[watcher][std::string(trim(pair.substr(0, eq)))] = expand(std::string(pair.substr(eq + 1)), e);
@@ -293,28 +302,63 @@ class Builder {
 
   void check_name(const RawSection& s, const std::string& name, std::string_view what) {
     auto bad = std::find_if(name.begin(), name.end(), [](char c) {
-      return static_cast<unsigned char>(c) < 0x20 || c == 0x7f || is_space(c) || std::strchr("*?[],/", c) != nullptr;
+      return static_cast<unsigned char>(c) < 0x20 || c == 0x7f || is_space(c) ||
+             std::strchr("*?[],/", c) != nullptr;
     });
     if (name.empty())
       values_.error(s.where, section_label(s.name), fmt::format("a {} needs a name: [{}:NAME]", what, what));
     else if (!valid_utf8(name))
       values_.error(s.where, section_label(s.name), fmt::format("the {} name is not valid UTF-8", what));
     else if (bad != name.end())
-      values_.error(s.where, section_label(s.name),
-                    fmt::format("the {} name {} contains {}: names may not contain blanks, control characters or "
-                                "any of * ? [ ] , /",
-                                what, quote(name), quote(std::string(1, *bad))));
+      values_.error(
+          s.where, section_label(s.name),
+          fmt::format("the {} name {} contains {}: names may not contain blanks, control characters or "
+                      "any of * ? [ ] , /",
+                      what, quote(name), quote(std::string(1, *bad))));
   }
 
   void read_watcher_option(const RawEntry& e, WatcherConfig& w) {
-    static const std::vector<std::string> known = {
-        "cmd", "args", "executable", "shell", "shell_args", "working_dir", "uid", "gid", "umask", "copy_env",
-        "copy_path", "env", "numprocesses", "warmup_delay", "autostart", "priority", "singleton", "respawn",
-        "max_retry", "min_uptime", "check_flapping", "graceful_timeout", "stop_signal", "stop_children",
-        "send_hup", "max_age", "max_age_variance", "close_child_stdin", "close_child_stdout",
-        "close_child_stderr", "stdin_socket", "use_sockets", "on_demand", "depends_on", "rlimit_nofile",
-        "stdout_stream.class", "stderr_stream.class", "hooks.before_start", "ready.tcp", "flapping.attempts",
-        "juju.on_ready"};
+    static const std::vector<std::string> known = {"cmd",
+                                                   "args",
+                                                   "executable",
+                                                   "shell",
+                                                   "shell_args",
+                                                   "working_dir",
+                                                   "uid",
+                                                   "gid",
+                                                   "umask",
+                                                   "copy_env",
+                                                   "copy_path",
+                                                   "env",
+                                                   "numprocesses",
+                                                   "warmup_delay",
+                                                   "autostart",
+                                                   "priority",
+                                                   "singleton",
+                                                   "respawn",
+                                                   "max_retry",
+                                                   "min_uptime",
+                                                   "check_flapping",
+                                                   "graceful_timeout",
+                                                   "stop_signal",
+                                                   "stop_children",
+                                                   "send_hup",
+                                                   "max_age",
+                                                   "max_age_variance",
+                                                   "close_child_stdin",
+                                                   "close_child_stdout",
+                                                   "close_child_stderr",
+                                                   "stdin_socket",
+                                                   "use_sockets",
+                                                   "on_demand",
+                                                   "depends_on",
+                                                   "rlimit_nofile",
+                                                   "stdout_stream.class",
+                                                   "stderr_stream.class",
+                                                   "hooks.before_start",
+                                                   "ready.tcp",
+                                                   "flapping.attempts",
+                                                   "juju.on_ready"};
     const std::string& k = e.key;
     auto str = [&](std::string& field) {
       if (auto v = values_.string(e)) field = *v;
@@ -343,10 +387,14 @@ class Builder {
       str(w.working_dir);
     } else if (k == "uid" || k == "gid") {
       std::optional<std::string> v;
-      if (auto* i = std::get_if<std::int64_t>(&e.value)) v = std::to_string(*i);
-      else v = values_.string(e);
-      if (v && trim(*v).empty()) values_.error(e.where, k, "must name a user or group, or be a number");
-      else if (v) (k == "uid" ? w.uid : w.gid) = std::string(trim(*v));
+      if (auto* i = std::get_if<std::int64_t>(&e.value))
+        v = std::to_string(*i);
+      else
+        v = values_.string(e);
+      if (v && trim(*v).empty())
+        values_.error(e.where, k, "must name a user or group, or be a number");
+      else if (v)
+        (k == "uid" ? w.uid : w.gid) = std::string(trim(*v));
     } else if (k == "umask") {
       w.umask = values_.umask(e);
     } else if (k == "numprocesses") {
@@ -432,9 +480,9 @@ class Builder {
   }
 
   void read_stream_option(const RawEntry& e, StreamConfig& stream) {
-    static const std::vector<std::string> known = {"class",        "filename",        "max_bytes", "backup_count",
-                                                   "time_format", "rotate_when",     "rotate_interval", "utc",
-                                                   "color"};
+    static const std::vector<std::string> known = {"class",           "filename",    "max_bytes",
+                                                   "backup_count",    "time_format", "rotate_when",
+                                                   "rotate_interval", "utc",         "color"};
     std::string opt = e.key.substr(e.key.find('.') + 1);
     if (opt == "class") {
       auto v = values_.string(e);
@@ -453,12 +501,14 @@ class Builder {
       if (auto it = classes.find(cls); it != classes.end()) {
         stream.kind = it->second;
         if (cls == "QueueStream")
-          values_.warning(e.where, e.key, "QueueStream is an in-memory Python queue; the output is discarded");
+          values_.warning(e.where, e.key,
+                          "QueueStream is an in-memory Python queue; the output is discarded");
       } else if (lower(cls) == "null" || lower(cls) == "none") {
         stream.kind = StreamKind::null;
       } else if (cls.find('.') != std::string::npos) {
-        values_.warning(e.where, e.key,
-                        fmt::format("{} is a Python class trapeze cannot load; the output is discarded", quote(cls)));
+        values_.warning(
+            e.where, e.key,
+            fmt::format("{} is a Python class trapeze cannot load; the output is discarded", quote(cls)));
         stream.kind = StreamKind::null;
       } else {
         std::vector<std::string> names;
@@ -473,7 +523,8 @@ class Builder {
     } else if (opt == "filename") {
       if (auto v = values_.string(e)) stream.filename = *v;
     } else if (opt == "max_bytes") {
-      if (auto v = values_.integer(e, 0, std::numeric_limits<long long>::max())) stream.max_bytes = static_cast<std::uint64_t>(*v);
+      if (auto v = values_.integer(e, 0, std::numeric_limits<long long>::max()))
+        stream.max_bytes = static_cast<std::uint64_t>(*v);
     } else if (opt == "backup_count") {
       if (auto v = values_.integer(e, 0, 100000)) stream.backup_count = static_cast<int>(*v);
     } else if (opt == "time_format") {
@@ -485,9 +536,12 @@ class Builder {
       bool ok = when == "s" || when == "m" || when == "h" || when == "d" || when == "midnight" ||
                 (when.size() == 2 && when[0] == 'w' && when[1] >= '0' && when[1] <= '6');
       if (!ok)
-        values_.error(e.where, e.key, fmt::format("expected S, M, H, D, W0 to W6 or midnight, got {}", quote(*v)));
+        values_.error(e.where, e.key,
+                      fmt::format("expected S, M, H, D, W0 to W6 or midnight, got {}", quote(*v)));
       else
-        stream.rotate_when = when == "midnight" ? when : std::string(1, static_cast<char>(std::toupper(when[0]))) + when.substr(1);
+        stream.rotate_when = when == "midnight"
+                                 ? when
+                                 : std::string(1, static_cast<char>(std::toupper(when[0]))) + when.substr(1);
     } else if (opt == "rotate_interval") {
       if (auto v = values_.integer(e, 1, 1000000)) stream.rotate_interval = static_cast<int>(*v);
     } else if (opt == "utc") {
@@ -498,7 +552,9 @@ class Builder {
       std::string guess = closest(opt, known);
       values_.error(e.where, e.key,
                     fmt::format("unknown stream option{}",
-                                guess.empty() ? "" : fmt::format("; did you mean '{}.{}'?", e.key.substr(0, e.key.find('.')), guess)));
+                                guess.empty() ? ""
+                                              : fmt::format("; did you mean '{}.{}'?",
+                                                            e.key.substr(0, e.key.find('.')), guess)));
     }
   }
 
@@ -513,11 +569,12 @@ class Builder {
     }
     if (std::find(kHookPoints.begin(), kHookPoints.end(), point) == kHookPoints.end()) {
       std::string guess = closest(point, kHookPoints);
-      values_.error(e.where, e.key,
-                    fmt::format("unknown hook {}{}", quote(point),
-                                guess.empty() ? " (before_start, after_start, before_spawn, after_spawn, before_stop, "
-                                                "after_stop, before_signal, after_signal, before_reap, after_reap)"
-                                              : fmt::format("; did you mean 'hooks.{}'?", guess)));
+      values_.error(
+          e.where, e.key,
+          fmt::format("unknown hook {}{}", quote(point),
+                      guess.empty() ? " (before_start, after_start, before_spawn, after_spawn, before_stop, "
+                                      "after_stop, before_signal, after_signal, before_reap, after_reap)"
+                                    : fmt::format("; did you mean 'hooks.{}'?", guess)));
       return;
     }
     HookConfig& h = w.hooks[point];
@@ -527,8 +584,10 @@ class Builder {
       if (!v) return;
       auto parts = split(*v, ',');
       if (parts.size() > 2 || parts[0].empty()) {
-        values_.error(e.where, e.key, fmt::format("expected 'library.so:function' or 'package.module.function', "
-                                                  "optionally followed by ', true', got {}", quote(*v)));
+        values_.error(e.where, e.key,
+                      fmt::format("expected 'library.so:function' or 'package.module.function', "
+                                  "optionally followed by ', true', got {}",
+                                  quote(*v)));
         return;
       }
       h.spec = parts[0];
@@ -541,13 +600,18 @@ class Builder {
       if (auto b = values_.boolean(e)) h.ignore_failure = *b;
     } else if (sub == "timeout") {
       if (auto d = values_.duration(e)) {
-        if (d->count() == 0) values_.error(e.where, e.key, "must be more than 0");
-        else h.timeout = *d;
+        if (d->count() == 0)
+          values_.error(e.where, e.key, "must be more than 0");
+        else
+          h.timeout = *d;
       }
     } else if (sub.starts_with("options.") && sub.size() > 8) {
-      if (auto* s = std::get_if<std::string>(&e.value)) h.options[sub.substr(8)] = *s;
-      else if (!std::holds_alternative<std::vector<std::string>>(e.value)) h.options[sub.substr(8)] = describe(e.value);
-      else values_.error(e.where, e.key, "expected a string, number or boolean, got an array");
+      if (auto* s = std::get_if<std::string>(&e.value))
+        h.options[sub.substr(8)] = *s;
+      else if (!std::holds_alternative<std::vector<std::string>>(e.value))
+        h.options[sub.substr(8)] = describe(e.value);
+      else
+        values_.error(e.where, e.key, "expected a string, number or boolean, got an array");
     } else {
       std::string guess = closest(sub, {"spec", "ignore_failure", "timeout", "options"});
       values_.error(e.where, e.key,
@@ -559,14 +623,16 @@ class Builder {
 
   void read_ready_option(const RawEntry& e, WatcherConfig& w) {
     static const std::vector<std::string> kinds = {"tcp", "http", "exec", "log", "notify", "notification_fd"};
-    static const std::vector<std::string> known = {"tcp",  "http",     "exec",    "log",          "notify",
-                                                   "notification_fd", "body", "interval", "timeout", "start_timeout"};
+    static const std::vector<std::string> known = {
+        "tcp",  "http",     "exec",    "log",          "notify", "notification_fd",
+        "body", "interval", "timeout", "start_timeout"};
     std::string opt = e.key.substr(6);
     ReadyConfig& r = w.ready;
     if (auto it = std::find(kinds.begin(), kinds.end(), opt); it != kinds.end()) {
       if (r.kind != ReadyKind::none) {
-        values_.error(e.where, e.key,
-                      fmt::format("a watcher has one readiness check; ready.{} is already given", to_string(r.kind)));
+        values_.error(
+            e.where, e.key,
+            fmt::format("a watcher has one readiness check; ready.{} is already given", to_string(r.kind)));
         return;
       }
       auto kind = static_cast<ReadyKind>(1 + (it - kinds.begin()));
@@ -592,10 +658,12 @@ class Builder {
       if (kind == ReadyKind::tcp) {
         auto colon = target.rfind(':');
         auto port = colon == std::string::npos ? std::string() : target.substr(colon + 1);
-        bool port_ok = !port.empty() && port.size() <= 5 && port.find_first_not_of("0123456789") == std::string::npos &&
-                       std::stoi(port) >= 1 && std::stoi(port) <= 65535;
+        bool port_ok = !port.empty() && port.size() <= 5 &&
+                       port.find_first_not_of("0123456789") == std::string::npos && std::stoi(port) >= 1 &&
+                       std::stoi(port) <= 65535;
         if (colon == std::string::npos || colon == 0 || !port_ok) {
-          values_.error(e.where, e.key, fmt::format("expected host:port with a port from 1 to 65535, got {}", quote(target)));
+          values_.error(e.where, e.key,
+                        fmt::format("expected host:port with a port from 1 to 65535, got {}", quote(target)));
           return;
         }
       }
@@ -607,7 +675,8 @@ class Builder {
         try {
           std::regex check(target, std::regex::ECMAScript);
         } catch (const std::regex_error& err) {
-          values_.error(e.where, e.key, fmt::format("invalid regular expression {}: {}", quote(target), err.what()));
+          values_.error(e.where, e.key,
+                        fmt::format("invalid regular expression {}: {}", quote(target), err.what()));
           return;
         }
       }
@@ -626,7 +695,8 @@ class Builder {
     } else {
       std::string guess = closest(opt, known);
       values_.error(e.where, e.key,
-                    fmt::format("unknown readiness option{}", guess.empty() ? "" : fmt::format("; did you mean 'ready.{}'?", guess)));
+                    fmt::format("unknown readiness option{}",
+                                guess.empty() ? "" : fmt::format("; did you mean 'ready.{}'?", guess)));
     }
   }
 
@@ -641,14 +711,15 @@ class Builder {
     } else {
       std::string guess = closest(opt, {"attempts", "window", "retry_in", "max_retry"});
       values_.error(e.where, e.key,
-                    fmt::format("unknown flapping option{}", guess.empty() ? " (attempts, window, retry_in, max_retry)"
-                                                                           : fmt::format("; did you mean 'flapping.{}'?", guess)));
+                    fmt::format("unknown flapping option{}",
+                                guess.empty() ? " (attempts, window, retry_in, max_retry)"
+                                              : fmt::format("; did you mean 'flapping.{}'?", guess)));
     }
   }
 
   void read_juju_option(const RawEntry& e, WatcherJujuConfig& j) {
-    static const std::vector<std::string> known = {"on_ready", "on_check_failed", "on_check_recovered", "on_exit",
-                                                   "on_notice"};
+    static const std::vector<std::string> known = {"on_ready", "on_check_failed", "on_check_recovered",
+                                                   "on_exit", "on_notice"};
     std::string opt = e.key.substr(5);
     std::optional<std::string>* field = opt == "on_ready"             ? &j.on_ready
                                         : opt == "on_check_failed"    ? &j.on_check_failed
@@ -659,7 +730,8 @@ class Builder {
     if (field == nullptr) {
       std::string guess = closest(opt, known);
       values_.error(e.where, e.key,
-                    fmt::format("unknown juju option{}", guess.empty() ? "" : fmt::format("; did you mean 'juju.{}'?", guess)));
+                    fmt::format("unknown juju option{}",
+                                guess.empty() ? "" : fmt::format("; did you mean 'juju.{}'?", guess)));
       return;
     }
     // false disables the event; any other text names it.
@@ -672,9 +744,11 @@ class Builder {
     std::string name(trim(*v));
     if (lower(name) == "false") {
       *field = "";
-    } else if (name.empty() || name.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-_") != std::string::npos) {
+    } else if (name.empty() ||
+               name.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-_") != std::string::npos) {
       values_.error(e.where, e.key,
-                    fmt::format("a charm event name uses lower-case letters, digits, '-' and '_', got {}", quote(name)));
+                    fmt::format("a charm event name uses lower-case letters, digits, '-' and '_', got {}",
+                                quote(name)));
     } else {
       *field = name;
     }
@@ -684,8 +758,9 @@ class Builder {
     std::string label = section_label(s.name);
     if (w.cmd.empty()) values_.error(s.where, label, "missing cmd: a watcher needs a command to run");
     if (w.singleton && w.numprocesses > 1)
-      values_.error(s.where, label,
-                    fmt::format("singleton = true allows one process, but numprocesses = {}", w.numprocesses));
+      values_.error(
+          s.where, label,
+          fmt::format("singleton = true allows one process, but numprocesses = {}", w.numprocesses));
     for (auto* stream : {&w.stdout_stream, &w.stderr_stream}) {
       bool needs_file = stream->kind == StreamKind::file || stream->kind == StreamKind::watched_file ||
                         stream->kind == StreamKind::timed_rotating_file;
@@ -700,14 +775,16 @@ class Builder {
     }
     for (auto& [point, hook] : w.hooks)
       if (hook.spec.empty())
-        values_.error(hook.where, "hooks." + point, "has settings but no function (hooks." + point + " = SPEC)");
+        values_.error(hook.where, "hooks." + point,
+                      "has settings but no function (hooks." + point + " = SPEC)");
   }
 
   // --- [socket:NAME], [plugin:NAME], [juju] ------------------------------------------------
 
   void read_socket(const RawSection& s, const std::string& name) {
-    static const std::vector<std::string> known = {"host",    "port",    "path",    "family",       "type",
-                                                   "interface", "backlog", "umask", "replace", "so_reuseport", "blocking"};
+    static const std::vector<std::string> known = {"host",    "port",         "path",    "family",
+                                                   "type",    "interface",    "backlog", "umask",
+                                                   "replace", "so_reuseport", "blocking"};
     SocketConfig sock;
     sock.name = name;
     sock.where = s.where;
@@ -716,21 +793,24 @@ class Builder {
       RawEntry e = interpolated(raw, global_env_, values_);
       const std::string& k = e.key;
       if (k == "host" || k == "path" || k == "interface") {
-        if (auto v = values_.string(e)) (k == "host" ? sock.host : k == "path" ? sock.path : sock.interface) = *v;
+        if (auto v = values_.string(e))
+          (k == "host" ? sock.host : k == "path" ? sock.path : sock.interface) = *v;
       } else if (k == "port") {
         if (auto v = values_.integer(e, 0, 65535)) sock.port = static_cast<int>(*v);
       } else if (k == "family") {
         static const std::vector<std::string> f = {"AF_INET", "AF_INET6", "AF_UNIX"};
         if (auto i = values_.choice(e, f)) sock.family = f[*i];
       } else if (k == "type") {
-        static const std::vector<std::string> t = {"SOCK_STREAM", "SOCK_DGRAM", "SOCK_SEQPACKET", "SOCK_RAW", "SOCK_RDM"};
+        static const std::vector<std::string> t = {"SOCK_STREAM", "SOCK_DGRAM", "SOCK_SEQPACKET", "SOCK_RAW",
+                                                   "SOCK_RDM"};
         if (auto i = values_.choice(e, t)) sock.type = t[*i];
       } else if (k == "backlog") {
         if (auto v = values_.integer(e, 1, 65535)) sock.backlog = static_cast<int>(*v);
       } else if (k == "umask") {
         sock.umask = values_.umask(e);
       } else if (k == "replace" || k == "so_reuseport" || k == "blocking") {
-        if (auto v = values_.boolean(e)) (k == "replace" ? sock.replace : k == "so_reuseport" ? sock.so_reuseport : sock.blocking) = *v;
+        if (auto v = values_.boolean(e))
+          (k == "replace" ? sock.replace : k == "so_reuseport" ? sock.so_reuseport : sock.blocking) = *v;
       } else {
         unknown(e, "a socket", known);
       }
@@ -747,21 +827,26 @@ class Builder {
       RawEntry e = interpolated(raw, global_env_, values_);
       auto v = values_.string(e);
       if (!v) continue;
-      if (e.key == "use") p.use = *v;
-      else p.options[e.key] = *v;
+      if (e.key == "use")
+        p.use = *v;
+      else
+        p.options[e.key] = *v;
     }
     if (p.use == "circus.plugins.flapping.Flapping")
       values_.warning(s.where, section_label(s.name),
-                      "flapping detection is built into trapeze (flapping.* watcher options); this plugin section is ignored");
+                      "flapping detection is built into trapeze (flapping.* watcher options); this plugin "
+                      "section is ignored");
     else
-      values_.warning(s.where, section_label(s.name),
-                      fmt::format("ignored: circus plugins are Python classes, which trapeze does not run (use = {})",
-                                  p.use.empty() ? "nothing" : p.use));
+      values_.warning(
+          s.where, section_label(s.name),
+          fmt::format("ignored: circus plugins are Python classes, which trapeze does not run (use = {})",
+                      p.use.empty() ? "nothing" : p.use));
     config_.plugins.push_back(std::move(p));
   }
 
   void read_juju(const RawSection& s) {
-    static const std::vector<std::string> known = {"unit", "charm_dir", "model", "mode", "queue_file", "max_retry", "backoff"};
+    static const std::vector<std::string> known = {"unit",       "charm_dir", "model",  "mode",
+                                                   "queue_file", "max_retry", "backoff"};
     auto& j = config_.juju;
     j.configured = true;
     for (const auto& raw : s.entries) {
@@ -769,9 +854,13 @@ class Builder {
       const std::string& k = e.key;
       if (k == "unit" || k == "charm_dir" || k == "model" || k == "queue_file") {
         if (auto v = values_.string(e))
-          (k == "unit" ? j.unit : k == "charm_dir" ? j.charm_dir : k == "model" ? j.model : j.queue_file) = *v;
+          (k == "unit"        ? j.unit
+           : k == "charm_dir" ? j.charm_dir
+           : k == "model"     ? j.model
+                              : j.queue_file) = *v;
       } else if (k == "mode") {
-        if (auto i = values_.choice(e, {"exec", "direct"})) j.mode = *i == 0 ? JujuMode::exec : JujuMode::direct;
+        if (auto i = values_.choice(e, {"exec", "direct"}))
+          j.mode = *i == 0 ? JujuMode::exec : JujuMode::direct;
       } else if (k == "max_retry") {
         if (auto v = values_.integer(e, 0, 1000)) j.max_retry = static_cast<int>(*v);
       } else if (k == "backoff") {
@@ -803,15 +892,16 @@ class Builder {
     for (auto& w : config_.watchers) {
       auto [it, fresh] = by_name.emplace(lower(w.name), &w);
       if (!fresh)
-        values_.error(w.where, section_label("watcher:" + w.name),
-                      fmt::format("the watcher name clashes with '{}' at {}:{} (names are compared without case)",
-                                  it->second->name, it->second->where.file, it->second->where.line));
+        values_.error(
+            w.where, section_label("watcher:" + w.name),
+            fmt::format("the watcher name clashes with '{}' at {}:{} (names are compared without case)",
+                        it->second->name, it->second->where.file, it->second->where.line));
       check_references(w, socket_names);
       if (options_.check_commands) check_command(w);
       for (auto& [point, hook] : w.hooks) {
         if (hook.spec.empty()) continue;
-        if (auto problem = resolve_hook(hook, config_.arbiter.plugin_dirs, fs::path(path_).parent_path().string(),
-                                        options_.resolve_hooks))
+        if (auto problem = resolve_hook(hook, config_.arbiter.plugin_dirs,
+                                        fs::path(path_).parent_path().string(), options_.resolve_hooks))
           values_.error(hook.where, "hooks." + point, *problem);
       }
     }
@@ -834,23 +924,26 @@ class Builder {
                             fmt::format("{} names no [socket:{}] section; it is passed as written", ref.text,
                                         ref.name.substr(8)));
         } else if (ref.name != "wid" && !ref.name.starts_with("env.")) {
-          values_.warning(w.where, field == &w.cmd ? "cmd" : "args",
-                          fmt::format("{} is not a variable trapeze knows ($(circus.wid), $(circus.env.NAME), "
-                                      "$(circus.sockets.NAME)); it is passed as written",
-                                      ref.text));
+          values_.warning(
+              w.where, field == &w.cmd ? "cmd" : "args",
+              fmt::format("{} is not a variable trapeze knows ($(circus.wid), $(circus.env.NAME), "
+                          "$(circus.sockets.NAME)); it is passed as written",
+                          ref.text));
         }
       }
     }
     if (uses_socket && !w.use_sockets)
-      values_.warning(w.where, "use_sockets",
-                      "the command names a socket but use_sockets is false, so the child will not inherit it");
+      values_.warning(
+          w.where, "use_sockets",
+          "the command names a socket but use_sockets is false, so the child will not inherit it");
   }
 
   void check_command(const WatcherConfig& w) {
     if (w.cmd.empty() || w.shell) return;
-    std::string program = w.executable.empty() ? split_ws(w.cmd).empty() ? "" : split_ws(w.cmd)[0] : w.executable;
-    if (program.empty() || program.find("$(") != std::string::npos || program.find("((") != std::string::npos ||
-        program.find('$') != std::string::npos)
+    std::string program =
+        w.executable.empty() ? split_ws(w.cmd).empty() ? "" : split_ws(w.cmd)[0] : w.executable;
+    if (program.empty() || program.find("$(") != std::string::npos ||
+        program.find("((") != std::string::npos || program.find('$') != std::string::npos)
       return;
     if (program.find('/') != std::string::npos) {
       fs::path p(program);
@@ -860,8 +953,10 @@ class Builder {
       return;
     }
     std::string path_var;
-    if (auto it = w.env.find("PATH"); it != w.env.end()) path_var = it->second;
-    else if (auto pit = options_.environ.find("PATH"); pit != options_.environ.end()) path_var = pit->second;
+    if (auto it = w.env.find("PATH"); it != w.env.end())
+      path_var = it->second;
+    else if (auto pit = options_.environ.find("PATH"); pit != options_.environ.end())
+      path_var = pit->second;
     for (const auto& dir : split(path_var, ':')) {
       if (dir.empty()) continue;
       if (::access((fs::path(dir) / program).c_str(), X_OK) == 0) return;
@@ -908,7 +1003,8 @@ class Builder {
 
 }  // namespace
 
-Config build(const RawDoc& doc, const std::string& path, const LoadOptions& options, std::vector<Diagnostic>& out) {
+Config build(const RawDoc& doc, const std::string& path, const LoadOptions& options,
+             std::vector<Diagnostic>& out) {
   return Builder(doc, path, options, out).run();
 }
 

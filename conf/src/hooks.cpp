@@ -23,7 +23,8 @@ bool is_identifier(std::string_view s) {
 /// What is wrong with using `path` as a plugin, or nullopt.
 std::optional<std::string> check_file(const std::string& path) {
   struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) return fmt::format("cannot use plugin {}: {}", quote(path), std::strerror(errno));
+  if (::stat(path.c_str(), &st) != 0)
+    return fmt::format("cannot use plugin {}: {}", quote(path), std::strerror(errno));
   if (!S_ISREG(st.st_mode)) return fmt::format("cannot use plugin {}: not a regular file", quote(path));
   if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0)
     return fmt::format("refusing plugin {}: it is writable by group or others (chmod go-w)", quote(path));
@@ -49,7 +50,8 @@ std::optional<std::string> resolve_hook(HookConfig& hook, const std::vector<std:
 
   auto dot = spec.rfind('.');
   if (dot == std::string::npos || dot == 0)
-    return fmt::format("expected 'path/to/library.so:function' or 'package.module.function', got {}", quote(spec));
+    return fmt::format("expected 'path/to/library.so:function' or 'package.module.function', got {}",
+                       quote(spec));
   std::string module = spec.substr(0, dot);
   hook.symbol = spec.substr(dot + 1);
   if (!is_identifier(hook.symbol))

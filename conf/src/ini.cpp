@@ -62,8 +62,9 @@ class IniReader {
         continue;
       }
       if (section == nullptr) {
-        error(where, "", "a value outside any section: " + quote(trim(line)) +
-                             " (a section header such as [watcher:NAME] must come first)");
+        error(where, "",
+              "a value outside any section: " + quote(trim(line)) +
+                  " (a section header such as [watcher:NAME] must come first)");
         return;
       }
       option = add_option(*section, line, where);
@@ -85,8 +86,8 @@ class IniReader {
     if (RawSection* existing = doc_.find(name)) {
       if (existing->where.file != where.file)
         warning(where, "[" + name + "]",
-                "extends the section of " + existing->where.file + ":" + std::to_string(existing->where.line) +
-                    "; values given there win");
+                "extends the section of " + existing->where.file + ":" +
+                    std::to_string(existing->where.line) + "; values given there win");
       return existing;
     }
     doc_.sections.push_back(RawSection{name, where, {}});
@@ -187,8 +188,9 @@ RawDoc read_ini(const std::string& text, const std::string& path,
     if (!clean.empty() && clean.back() == '/') clean.pop_back();
     auto found = expand_glob(clean);
     if (found.empty())
-      doc.diagnostics.push_back({Severity::warning, pattern.where, pattern.key,
-                                 quote(clean) + " matches no file (paths are relative to the main config file)"});
+      doc.diagnostics.push_back(
+          {Severity::warning, pattern.where, pattern.key,
+           quote(clean) + " matches no file (paths are relative to the main config file)"});
     includes.insert(includes.end(), found.begin(), found.end());
   }
   for (const auto& file : includes) {

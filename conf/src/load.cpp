@@ -16,7 +16,8 @@ namespace trapeze::conf {
 
 std::string to_string(const Diagnostic& d) {
   std::string out;
-  if (!d.where.file.empty()) out += d.where.file + (d.where.line > 0 ? fmt::format(":{}", d.where.line) : "") + ": ";
+  if (!d.where.file.empty())
+    out += d.where.file + (d.where.line > 0 ? fmt::format(":{}", d.where.line) : "") + ": ";
   if (d.severity == Severity::warning) out += "warning: ";
   if (!d.key.empty()) out += d.key + ": ";
   return out + d.message;
@@ -24,31 +25,48 @@ std::string to_string(const Diagnostic& d) {
 
 std::string_view to_string(StreamKind k) {
   switch (k) {
-    case StreamKind::inherit: return "inherit";
-    case StreamKind::null: return "null";
-    case StreamKind::stdout: return "stdout";
-    case StreamKind::file: return "file";
-    case StreamKind::timed_rotating_file: return "timed_rotating_file";
-    case StreamKind::watched_file: return "watched_file";
+    case StreamKind::inherit:
+      return "inherit";
+    case StreamKind::null:
+      return "null";
+    case StreamKind::stdout:
+      return "stdout";
+    case StreamKind::file:
+      return "file";
+    case StreamKind::timed_rotating_file:
+      return "timed_rotating_file";
+    case StreamKind::watched_file:
+      return "watched_file";
   }
   return "?";
 }
 
 std::string_view to_string(ReadyKind k) {
   switch (k) {
-    case ReadyKind::none: return "none";
-    case ReadyKind::tcp: return "tcp";
-    case ReadyKind::http: return "http";
-    case ReadyKind::exec: return "exec";
-    case ReadyKind::log: return "log";
-    case ReadyKind::notify: return "notify";
-    case ReadyKind::notification_fd: return "notification_fd";
+    case ReadyKind::none:
+      return "none";
+    case ReadyKind::tcp:
+      return "tcp";
+    case ReadyKind::http:
+      return "http";
+    case ReadyKind::exec:
+      return "exec";
+    case ReadyKind::log:
+      return "log";
+    case ReadyKind::notify:
+      return "notify";
+    case ReadyKind::notification_fd:
+      return "notification_fd";
   }
   return "?";
 }
 
-std::string_view to_string(PriorityOrder o) { return o == PriorityOrder::ascending ? "ascending" : "descending"; }
-std::string_view to_string(JujuMode m) { return m == JujuMode::exec ? "exec" : "direct"; }
+std::string_view to_string(PriorityOrder o) {
+  return o == PriorityOrder::ascending ? "ascending" : "descending";
+}
+std::string_view to_string(JujuMode m) {
+  return m == JujuMode::exec ? "exec" : "direct";
+}
 
 const WatcherConfig* Config::find_watcher(std::string_view name) const {
   for (const auto& w : watchers)
@@ -70,7 +88,8 @@ std::vector<Diagnostic> tidy(std::vector<Diagnostic> ds) {
   std::vector<Diagnostic> out;
   for (auto& d : ds)
     if (std::find(out.begin(), out.end(), d) == out.end()) out.push_back(std::move(d));
-  std::stable_partition(out.begin(), out.end(), [](const Diagnostic& d) { return d.severity == Severity::error; });
+  std::stable_partition(out.begin(), out.end(),
+                        [](const Diagnostic& d) { return d.severity == Severity::error; });
   return out;
 }
 
@@ -78,12 +97,15 @@ Config finish(detail::RawDoc doc, const std::string& path, const LoadOptions& op
   std::vector<Diagnostic> diagnostics = std::move(doc.diagnostics);
   Config config = detail::build(doc, path, options, diagnostics);
   diagnostics = tidy(std::move(diagnostics));
-  if (!diagnostics.empty() && diagnostics.front().severity == Severity::error) throw ConfigError(std::move(diagnostics));
+  if (!diagnostics.empty() && diagnostics.front().severity == Severity::error)
+    throw ConfigError(std::move(diagnostics));
   config.warnings = std::move(diagnostics);
   return config;
 }
 
-bool is_toml(const std::string& path) { return path.size() > 5 && path.ends_with(".toml"); }
+bool is_toml(const std::string& path) {
+  return path.size() > 5 && path.ends_with(".toml");
+}
 
 }  // namespace
 
@@ -107,10 +129,14 @@ namespace detail {
 
 std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) throw ConfigError({{Severity::error, {path, 0}, "", fmt::format("cannot read the file: {}", std::strerror(errno))}});
+  if (!in)
+    throw ConfigError(
+        {{Severity::error, {path, 0}, "", fmt::format("cannot read the file: {}", std::strerror(errno))}});
   std::ostringstream text;
   text << in.rdbuf();
-  if (in.bad()) throw ConfigError({{Severity::error, {path, 0}, "", fmt::format("cannot read the file: {}", std::strerror(errno))}});
+  if (in.bad())
+    throw ConfigError(
+        {{Severity::error, {path, 0}, "", fmt::format("cannot read the file: {}", std::strerror(errno))}});
   return text.str();
 }
 
@@ -126,7 +152,9 @@ RawSection* RawDoc::find(std::string_view name) {
   return nullptr;
 }
 
-const RawSection* RawDoc::find(std::string_view name) const { return const_cast<RawDoc*>(this)->find(name); }
+const RawSection* RawDoc::find(std::string_view name) const {
+  return const_cast<RawDoc*>(this)->find(name);
+}
 
 }  // namespace detail
 

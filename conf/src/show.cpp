@@ -12,13 +12,18 @@ namespace {
 
 using json = nlohmann::ordered_json;
 
-std::string octal(mode_t m) { return fmt::format("{:03o}", m); }
+std::string octal(mode_t m) {
+  return fmt::format("{:03o}", m);
+}
 
 json stream_json(const StreamConfig& s) {
   json j = json::object();
   switch (s.kind) {
-    case StreamKind::inherit: return j;
-    case StreamKind::null: j["class"] = "NullStream"; return j;
+    case StreamKind::inherit:
+      return j;
+    case StreamKind::null:
+      j["class"] = "NullStream";
+      return j;
     case StreamKind::stdout:
       j["class"] = s.color.empty() ? "StdoutStream" : "FancyStdoutStream";
       if (!s.color.empty()) j["color"] = s.color;
@@ -35,7 +40,9 @@ json stream_json(const StreamConfig& s) {
       j["rotate_interval"] = s.rotate_interval;
       j["utc"] = s.utc;
       break;
-    case StreamKind::watched_file: j["class"] = "WatchedFileStream"; break;
+    case StreamKind::watched_file:
+      j["class"] = "WatchedFileStream";
+      break;
   }
   if (!s.filename.empty()) j["filename"] = s.filename;
   if (!s.time_format.empty()) j["time_format"] = s.time_format;
@@ -77,8 +84,10 @@ json watcher_json(const WatcherConfig& w) {
   j["on_demand"] = w.on_demand;
   if (!w.depends_on.empty()) j["depends_on"] = w.depends_on;
   for (const auto& [name, value] : w.rlimits) {
-    if (value) j["rlimit_" + name] = *value;
-    else j["rlimit_" + name] = "infinity";
+    if (value)
+      j["rlimit_" + name] = *value;
+    else
+      j["rlimit_" + name] = "infinity";
   }
   j["env"] = w.env;
   j["flapping"] = {{"attempts", w.flapping.attempts},
@@ -90,7 +99,8 @@ json watcher_json(const WatcherConfig& w) {
   if (!w.hooks.empty()) {
     json hooks = json::object();
     for (const auto& [point, h] : w.hooks) {
-      json hj = {{"spec", h.spec}, {"ignore_failure", h.ignore_failure}, {"timeout", format_duration(h.timeout)}};
+      json hj = {
+          {"spec", h.spec}, {"ignore_failure", h.ignore_failure}, {"timeout", format_duration(h.timeout)}};
       if (!h.options.empty()) hj["options"] = h.options;
       hooks[point] = hj;
     }
@@ -99,9 +109,12 @@ json watcher_json(const WatcherConfig& w) {
   if (w.ready.kind != ReadyKind::none) {
     json r;
     const ReadyConfig& rc = w.ready;
-    if (rc.kind == ReadyKind::notify) r["notify"] = true;
-    else if (rc.kind == ReadyKind::notification_fd) r["notification_fd"] = std::stoi(rc.target);
-    else r[std::string(to_string(rc.kind))] = rc.target;
+    if (rc.kind == ReadyKind::notify)
+      r["notify"] = true;
+    else if (rc.kind == ReadyKind::notification_fd)
+      r["notification_fd"] = std::stoi(rc.target);
+    else
+      r[std::string(to_string(rc.kind))] = rc.target;
     if (!rc.http_body.empty()) r["body"] = rc.http_body;
     r["interval"] = format_duration(rc.interval);
     r["timeout"] = format_duration(rc.timeout);
@@ -128,14 +141,27 @@ toml::array to_array(const json& j);
 template <class Put>
 void convert(const json& v, Put&& put) {
   switch (v.type()) {
-    case json::value_t::object: put(to_table(v)); break;
-    case json::value_t::array: put(to_array(v)); break;
-    case json::value_t::string: put(v.get<std::string>()); break;
-    case json::value_t::boolean: put(v.get<bool>()); break;
+    case json::value_t::object:
+      put(to_table(v));
+      break;
+    case json::value_t::array:
+      put(to_array(v));
+      break;
+    case json::value_t::string:
+      put(v.get<std::string>());
+      break;
+    case json::value_t::boolean:
+      put(v.get<bool>());
+      break;
     case json::value_t::number_integer:
-    case json::value_t::number_unsigned: put(v.get<int64_t>()); break;
-    case json::value_t::number_float: put(v.get<double>()); break;
-    default: break;  // null: nothing in TOML
+    case json::value_t::number_unsigned:
+      put(v.get<int64_t>());
+      break;
+    case json::value_t::number_float:
+      put(v.get<double>());
+      break;
+    default:
+      break;  // null: nothing in TOML
   }
 }
 
@@ -154,8 +180,12 @@ toml::table to_table(const json& j) {
 
 }  // namespace
 
-std::string format_duration(Duration d) { return detail::format_duration(d); }
-std::string signal_name(int signum) { return detail::signal_name(signum); }
+std::string format_duration(Duration d) {
+  return detail::format_duration(d);
+}
+std::string signal_name(int signum) {
+  return detail::signal_name(signum);
+}
 
 json to_json(const Config& config) {
   json j;
@@ -179,8 +209,12 @@ json to_json(const Config& config) {
   if (!config.sockets.empty()) {
     json sockets = json::object();
     for (const auto& s : config.sockets) {
-      json sj = {{"family", s.family}, {"type", s.type},       {"backlog", s.backlog},
-                 {"replace", s.replace}, {"so_reuseport", s.so_reuseport}, {"blocking", s.blocking}};
+      json sj = {{"family", s.family},
+                 {"type", s.type},
+                 {"backlog", s.backlog},
+                 {"replace", s.replace},
+                 {"so_reuseport", s.so_reuseport},
+                 {"blocking", s.blocking}};
       if (s.path.empty()) {
         sj["host"] = s.host;
         sj["port"] = s.port;
@@ -195,8 +229,11 @@ json to_json(const Config& config) {
   }
   if (config.juju.configured) {
     const JujuConfig& ju = config.juju;
-    json juju = {{"unit", ju.unit},           {"charm_dir", ju.charm_dir}, {"mode", to_string(ju.mode)},
-                 {"max_retry", ju.max_retry}, {"backoff", format_duration(ju.backoff)}};
+    json juju = {{"unit", ju.unit},
+                 {"charm_dir", ju.charm_dir},
+                 {"mode", to_string(ju.mode)},
+                 {"max_retry", ju.max_retry},
+                 {"backoff", format_duration(ju.backoff)}};
     if (!ju.model.empty()) juju["model"] = ju.model;
     if (!ju.queue_file.empty()) juju["queue_file"] = ju.queue_file;
     j["juju"] = juju;
@@ -206,7 +243,8 @@ json to_json(const Config& config) {
 
 std::string to_toml(const Config& config) {
   std::ostringstream out;
-  out << toml::toml_formatter(to_table(to_json(config)), toml::toml_formatter::default_flags & ~toml::format_flags::indentation);
+  out << toml::toml_formatter(to_table(to_json(config)),
+                              toml::toml_formatter::default_flags & ~toml::format_flags::indentation);
   out << '\n';
   return out.str();
 }

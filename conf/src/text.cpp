@@ -40,7 +40,8 @@ std::vector<std::string> split(std::string_view s, char sep) {
   std::size_t start = 0;
   for (;;) {
     std::size_t pos = s.find(sep, start);
-    out.emplace_back(trim(s.substr(start, pos == std::string_view::npos ? std::string_view::npos : pos - start)));
+    out.emplace_back(
+        trim(s.substr(start, pos == std::string_view::npos ? std::string_view::npos : pos - start)));
     if (pos == std::string_view::npos) break;
     start = pos + 1;
   }

@@ -39,8 +39,9 @@ class TomlReader {
       } else {
         std::string guess = closest(name, {"arbiter", "env", "juju", "watchers", "sockets"});
         error(where, "[" + name + "]",
-              fmt::format("unknown table{}", guess.empty() ? " (arbiter, env, juju, watchers.NAME, sockets.NAME)"
-                                                           : fmt::format("; did you mean [{}]?", guess)));
+              fmt::format("unknown table{}", guess.empty()
+                                                 ? " (arbiter, env, juju, watchers.NAME, sockets.NAME)"
+                                                 : fmt::format("; did you mean [{}]?", guess)));
       }
     }
   }
@@ -72,11 +73,15 @@ class TomlReader {
         std::vector<std::string> items;
         bool strings = true;
         for (const auto& item : *a) {
-          if (auto text = item.value<std::string>(); text && item.is_string()) items.push_back(*text);
-          else strings = false;
+          if (auto text = item.value<std::string>(); text && item.is_string())
+            items.push_back(*text);
+          else
+            strings = false;
         }
-        if (strings) s.entries.push_back({name, items, where});
-        else error(where, name, "expected an array of strings");
+        if (strings)
+          s.entries.push_back({name, items, where});
+        else
+          error(where, name, "expected an array of strings");
       } else {
         error(where, name, "dates and times are not accepted; durations are strings such as \"30s\"");
       }

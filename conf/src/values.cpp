@@ -1,8 +1,8 @@
 #include "values.hpp"
 
+#include <cmath>
 #include <csignal>
 #include <cstdlib>
-#include <cmath>
 #include <cstring>
 
 #include <fmt/format.h>
@@ -36,7 +36,8 @@ std::optional<long long> parse_int(std::string_view text) {
   for (; i < text.size(); ++i) {
     if (text[i] >= '0' && text[i] <= '9') {
       digits += text[i];
-    } else if (text[i] == '_' && i > 0 && i + 1 < text.size() && std::isdigit(static_cast<unsigned char>(text[i + 1]))) {
+    } else if (text[i] == '_' && i > 0 && i + 1 < text.size() &&
+               std::isdigit(static_cast<unsigned char>(text[i + 1]))) {
       continue;
     } else {
       return std::nullopt;
@@ -60,7 +61,8 @@ std::optional<double> parse_double(std::string_view text) {
 }
 
 std::string format_number(double v) {
-  return v == std::floor(v) && std::fabs(v) < 1e15 ? fmt::format("{}", static_cast<long long>(v)) : fmt::format("{}", v);
+  return v == std::floor(v) && std::fabs(v) < 1e15 ? fmt::format("{}", static_cast<long long>(v))
+                                                   : fmt::format("{}", v);
 }
 
 }  // namespace
@@ -162,7 +164,9 @@ std::optional<std::string> Values::text_of(const RawEntry& e, const char* expect
   return std::nullopt;
 }
 
-std::optional<std::string> Values::string(const RawEntry& e) { return text_of(e, "a string"); }
+std::optional<std::string> Values::string(const RawEntry& e) {
+  return text_of(e, "a string");
+}
 
 std::optional<bool> Values::boolean(const RawEntry& e) {
   if (auto* b = std::get_if<bool>(&e.value)) return *b;
@@ -192,8 +196,9 @@ std::optional<long long> Values::integer(const RawEntry& e, long long min, long 
   }
   if (*v < min || *v > max) {
     error(e.where, e.key,
-          max == std::numeric_limits<long long>::max() ? fmt::format("must be at least {}, got {}", min, *v)
-                                                        : fmt::format("must be between {} and {}, got {}", min, max, *v));
+          max == std::numeric_limits<long long>::max()
+              ? fmt::format("must be at least {}, got {}", min, *v)
+              : fmt::format("must be between {} and {}, got {}", min, max, *v));
     return std::nullopt;
   }
   return v;
@@ -210,7 +215,8 @@ std::optional<double> Values::number(const RawEntry& e, double min, double max) 
   }
   if (*v < min || *v > max) {
     error(e.where, e.key,
-          fmt::format("must be between {} and {}, got {}", format_number(min), format_number(max), format_number(*v)));
+          fmt::format("must be between {} and {}, got {}", format_number(min), format_number(max),
+                      format_number(*v)));
     return std::nullopt;
   }
   return v;
@@ -232,7 +238,9 @@ std::optional<int> Values::signal(const RawEntry& e) {
   std::optional<int> s;
   if (auto* i = std::get_if<std::int64_t>(&e.value); i && *i > 0 && *i <= SIGRTMAX) s = static_cast<int>(*i);
   if (auto* t = std::get_if<std::string>(&e.value)) s = parse_signal(*t);
-  if (!s) error(e.where, e.key, fmt::format("expected a signal such as TERM, SIGINT or 15, got {}", describe(e.value)));
+  if (!s)
+    error(e.where, e.key,
+          fmt::format("expected a signal such as TERM, SIGINT or 15, got {}", describe(e.value)));
   return s;
 }
 
@@ -241,10 +249,12 @@ std::optional<mode_t> Values::umask(const RawEntry& e) {
   if (auto* i = std::get_if<std::int64_t>(&e.value)) v = *i;
   if (auto* s = std::get_if<std::string>(&e.value)) {
     std::string t(trim(*s));
-    if (!t.empty() && t.find_first_not_of("01234567") == std::string::npos) v = std::strtoll(t.c_str(), nullptr, 8);
+    if (!t.empty() && t.find_first_not_of("01234567") == std::string::npos)
+      v = std::strtoll(t.c_str(), nullptr, 8);
   }
   if (!v || *v < 0 || *v > 0777) {
-    error(e.where, e.key, fmt::format("expected an octal mode between 000 and 777, got {}", describe(e.value)));
+    error(e.where, e.key,
+          fmt::format("expected an octal mode between 000 and 777, got {}", describe(e.value)));
     return std::nullopt;
   }
   return static_cast<mode_t>(*v);

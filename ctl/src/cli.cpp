@@ -7,8 +7,9 @@
 namespace trapeze::ctl {
 
 int main(int argc, char** argv) {
-  CLI::App app{"trapeze: a process supervisor (circus's arbiter, with readiness, plugin hooks and a charm waker)",
-               "trapeze"};
+  CLI::App app{
+      "trapeze: a process supervisor (circus's arbiter, with readiness, plugin hooks and a charm waker)",
+      "trapeze"};
   app.set_version_flag("-V,--version", "trapeze " TRAPEZE_VERSION);
   app.require_subcommand(1);
 

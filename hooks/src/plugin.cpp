@@ -19,13 +19,15 @@ trapeze_hook_fn PluginLoader::load(const std::string& library, const std::string
     // Never dlclose, even a refused plugin: its constructors have run and may have left threads.
     auto* version = static_cast<const std::uint32_t*>(::dlsym(handle, TRAPEZE_PLUGIN_ABI_SYMBOL));
     if (version == nullptr)
-      throw PluginError(fmt::format("cannot load plugin '{}': it does not declare TRAPEZE_PLUGIN() "
-                                    "(see <trapeze/hook.h>)",
-                                    library));
+      throw PluginError(
+          fmt::format("cannot load plugin '{}': it does not declare TRAPEZE_PLUGIN() "
+                      "(see <trapeze/hook.h>)",
+                      library));
     if (*version != TRAPEZE_HOOK_ABI_VERSION)
-      throw PluginError(fmt::format("cannot load plugin '{}': it was built for hook ABI version {}, "
-                                    "this trapeze speaks version {}",
-                                    library, *version, TRAPEZE_HOOK_ABI_VERSION));
+      throw PluginError(
+          fmt::format("cannot load plugin '{}': it was built for hook ABI version {}, "
+                      "this trapeze speaks version {}",
+                      library, *version, TRAPEZE_HOOK_ABI_VERSION));
     it = handles_.emplace(library, handle).first;
   }
   ::dlerror();

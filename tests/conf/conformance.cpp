@@ -34,7 +34,8 @@ bool has_warning(const Config& c, std::string_view text) {
 
 }  // namespace
 
-TEST_CASE("circus corpus: every file loads, but the two that name Python hooks", "[unit][conf][conformance]") {
+TEST_CASE("circus corpus: every file loads, but the two that name Python hooks",
+          "[unit][conf][conformance]") {
   std::vector<std::string> refused;
   for (const auto& entry : std::filesystem::directory_iterator(kCorpus)) {
     if (entry.path().extension() != ".ini") continue;
@@ -58,11 +59,13 @@ TEST_CASE("circus corpus: hooks.ini is refused for what trapeze cannot run", "[u
   } catch (const ConfigError& e) {
     std::vector<std::string> got;
     for (const auto& d : e.diagnostics()) got.push_back(to_string(d));
-    CHECK(got == std::vector<std::string>{
-                     path + ":1: [watcher:foo]: missing cmd: a watcher needs a command to run",
-                     path + ":3: hooks.before_start: cannot find tests/test_config.so or tests.test_config.so for "
-                            "hook 'tests.test_config.hook' in the plugin directories: " +
-                            std::filesystem::path(kCorpus).lexically_normal().string()});
+    CHECK(got ==
+          std::vector<std::string>{
+              path + ":1: [watcher:foo]: missing cmd: a watcher needs a command to run",
+              path +
+                  ":3: hooks.before_start: cannot find tests/test_config.so or tests.test_config.so for "
+                  "hook 'tests.test_config.hook' in the plugin directories: " +
+                  std::filesystem::path(kCorpus).lexically_normal().string()});
   }
 }
 
@@ -169,7 +172,8 @@ TEST_CASE("circus corpus: values as circus's tests expect them", "[unit][conf][c
     Config c = corpus("virtualenv.ini");
     CHECK(has_warning(c, "warning: virtualenv: ignored"));
     CHECK(has_warning(c, "warning: virtualenv_py_ver: ignored"));
-    CHECK(has_warning(corpus("issue680.ini"), "[plugin:myplugin]: ignored: circus plugins are Python classes"));
+    CHECK(
+        has_warning(corpus("issue680.ini"), "[plugin:myplugin]: ignored: circus plugins are Python classes"));
     CHECK(has_warning(corpus("issue651.ini"), "warning: check_delay: ignored"));
   }
 }

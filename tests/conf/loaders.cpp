@@ -70,10 +70,10 @@ TEST_CASE("INI: circus's parser rules, value by value", "[unit][conf]") {
   CHECK(c.arbiter.loglevel == "debug");  // the main file wins over extra-one.ini's "error"
   const auto& web = watcher(c, "web");
   CHECK(web.cmd == "python3 -m http.server");
-  CHECK(web.args == "--bind 127.0.0.1");             // "; comment" after a blank is dropped
-  CHECK(web.numprocesses == 3);                      // ':' separates too; the first value wins
-  CHECK(web.shell_args == "a;b");                    // ';' without a blank before it stays
-  CHECK(web.executable.empty());                     // "" is the empty string
+  CHECK(web.args == "--bind 127.0.0.1");                 // "; comment" after a blank is dropped
+  CHECK(web.numprocesses == 3);                          // ':' separates too; the first value wins
+  CHECK(web.shell_args == "a;b");                        // ';' without a blank before it stays
+  CHECK(web.executable.empty());                         // "" is the empty string
   CHECK(web.working_dir == "/srv/web # not a comment");  // '#' is never an inline comment
   CHECK(web.warmup_delay == 2500ms);
   CHECK(web.graceful_timeout == 90s);
@@ -113,8 +113,9 @@ TEST_CASE("INI: environment sections and circus variables", "[unit][conf]") {
   const auto& alpha = watcher(c, "alpha");
   CHECK(alpha.cmd == "run-alpha --log /var/log/app/alpha.log --home /home/tester");
   CHECK(alpha.args == "a1 $(circus.wid) $(circus.env.NOT_SET)");
-  CHECK(alpha.env == std::map<std::string, std::string>{
-                         {"LOGDIR", "/var/log/app"}, {"SHARED", "all"}, {"ONLY_ALPHA", "a1"}, {"PAIR", "yes"}});
+  CHECK(alpha.env ==
+        std::map<std::string, std::string>{
+            {"LOGDIR", "/var/log/app"}, {"SHARED", "all"}, {"ONLY_ALPHA", "a1"}, {"PAIR", "yes"}});
   CHECK_FALSE(alpha.copy_env);
   CHECK(has_warning(c, "args: $(circus.env.NOT_SET) is not set; left as written"));
 
@@ -198,13 +199,14 @@ TEST_CASE("TOML: every table of the native format", "[unit][conf]") {
 }
 
 TEST_CASE("the normalized TOML loads back to the same config", "[unit][conf]") {
-  for (const char* file : {"good/circus_hooks_example.ini", "good/dialect.ini", "good/env.ini", "good/full.toml"}) {
+  for (const char* file :
+       {"good/circus_hooks_example.ini", "good/dialect.ini", "good/env.ini", "good/full.toml"}) {
     INFO(file);
     Config original = load_data(file);
     std::string text = to_toml(original);
     Config again = load_toml_text(text, kData + "/good/normalized.toml", quiet_options());
     CHECK(to_json(comparable(again)).dump(1) == to_json(comparable(original)).dump(1));  // readable
-    CHECK(comparable(again) == comparable(original));  // and every field
+    CHECK(comparable(again) == comparable(original));                                    // and every field
   }
 }
 
@@ -213,20 +215,33 @@ TEST_CASE("durations and signals in every accepted spelling", "[unit][conf]") {
     std::string value;
     std::chrono::milliseconds expected;
   };
-  for (const Row& r : std::vector<Row>{{"30", 30s}, {"25.5", 25500ms}, {"0", 0ms}, {"500ms", 500ms},
-                                       {"2m", 120s}, {"1h", 3600s}, {"1m30s", 90s}, {"1.5s", 1500ms}}) {
+  for (const Row& r : std::vector<Row>{{"30", 30s},
+                                       {"25.5", 25500ms},
+                                       {"0", 0ms},
+                                       {"500ms", 500ms},
+                                       {"2m", 120s},
+                                       {"1h", 3600s},
+                                       {"1m30s", 90s},
+                                       {"1.5s", 1500ms}}) {
     INFO(r.value);
-    Config c = load_ini_text("[watcher:w]\ncmd = x\ngraceful_timeout = " + r.value + "\n", "t.ini", quiet_options());
+    Config c =
+        load_ini_text("[watcher:w]\ncmd = x\ngraceful_timeout = " + r.value + "\n", "t.ini", quiet_options());
     CHECK(c.watchers[0].graceful_timeout == r.expected);
   }
   struct Sig {
     std::string value;
     int expected;
   };
-  for (const Sig& s : std::vector<Sig>{{"TERM", SIGTERM}, {"sigint", SIGINT}, {"Quit", SIGQUIT}, {"9", SIGKILL},
-                                       {"SIGHUP", SIGHUP}, {"RTMIN+2", SIGRTMIN + 2}, {"usr1", SIGUSR1}}) {
+  for (const Sig& s : std::vector<Sig>{{"TERM", SIGTERM},
+                                       {"sigint", SIGINT},
+                                       {"Quit", SIGQUIT},
+                                       {"9", SIGKILL},
+                                       {"SIGHUP", SIGHUP},
+                                       {"RTMIN+2", SIGRTMIN + 2},
+                                       {"usr1", SIGUSR1}}) {
     INFO(s.value);
-    Config c = load_ini_text("[watcher:w]\ncmd = x\nstop_signal = " + s.value + "\n", "t.ini", quiet_options());
+    Config c =
+        load_ini_text("[watcher:w]\ncmd = x\nstop_signal = " + s.value + "\n", "t.ini", quiet_options());
     CHECK(c.watchers[0].stop_signal == s.expected);
   }
 }

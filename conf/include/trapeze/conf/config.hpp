@@ -32,7 +32,7 @@ struct StreamConfig {
   std::string filename;
   std::uint64_t max_bytes = 0;  // 0: never rotate by size
   int backup_count = 0;
-  std::string time_format;      // strftime prefix for each line; empty: none
+  std::string time_format;        // strftime prefix for each line; empty: none
   std::string rotate_when = "H";  // TimedRotatingFileStream: S, M, H, D, W0-W6, midnight
   int rotate_interval = 1;
   bool utc = false;
@@ -43,12 +43,12 @@ struct StreamConfig {
 
 /// One hook point bound to a function of a plugin shared object.
 struct HookConfig {
-  std::string spec;            // as written: "path/lib.so:symbol" or "pkg.module.function"
+  std::string spec;             // as written: "path/lib.so:symbol" or "pkg.module.function"
   bool ignore_failure = false;  // circus's trailing ", true"
   Duration timeout = std::chrono::seconds(30);
   std::map<std::string, std::string> options;  // hooks.NAME.options.* : handed to the hook
-  std::string library;         // resolved absolute path of the shared object (empty until resolved)
-  std::string symbol;          // the function's symbol
+  std::string library;  // resolved absolute path of the shared object (empty until resolved)
+  std::string symbol;   // the function's symbol
   Location where;
 
   friend bool operator==(const HookConfig&, const HookConfig&) = default;
@@ -71,7 +71,7 @@ enum class ReadyKind { none, tcp, http, exec, log, notify, notification_fd };
 /// How to tell that a process is ready. `none`: alive after warmup_delay.
 struct ReadyConfig {
   ReadyKind kind = ReadyKind::none;
-  std::string target;  // host:port, URL, command or regex; for notification_fd, the fd number
+  std::string target;     // host:port, URL, command or regex; for notification_fd, the fd number
   std::string http_body;  // http: optional expected body substring
   Duration interval = std::chrono::milliseconds(100);
   Duration timeout = std::chrono::seconds(1);  // one probe
@@ -184,7 +184,7 @@ struct ArbiterConfig {
   std::optional<mode_t> umask;
   Duration warmup_delay{0};
   PriorityOrder priority_order = PriorityOrder::ascending;
-  std::vector<std::string> plugin_dirs;  // searched for dotted hook names, in order
+  std::vector<std::string> plugin_dirs;            // searched for dotted hook names, in order
   Duration check_delay = std::chrono::seconds(5);  // circus's; kept for show, unused
 
   friend bool operator==(const ArbiterConfig&, const ArbiterConfig&) = default;
@@ -198,7 +198,7 @@ struct JujuConfig {
   std::string charm_dir;    // default: $JUJU_CHARM_DIR
   std::string model;        // default: $JUJU_MODEL_NAME
   JujuMode mode = JujuMode::exec;
-  std::string queue_file;   // default: in the runtime directory
+  std::string queue_file;  // default: in the runtime directory
   int max_retry = 5;
   Duration backoff = std::chrono::seconds(1);
 
@@ -221,14 +221,14 @@ struct Diagnostic {
 std::string to_string(const Diagnostic& d);
 
 struct Config {
-  std::string path;                   // the main config file as given
-  std::vector<std::string> files;     // every file read, main first, then includes
+  std::string path;                // the main config file as given
+  std::vector<std::string> files;  // every file read, main first, then includes
   ArbiterConfig arbiter;
   std::vector<WatcherConfig> watchers;  // sorted by name, as circus does; priority orders starts
-  std::vector<SocketConfig> sockets;   // sorted by name
-  std::vector<PluginConfig> plugins;   // sorted by name
+  std::vector<SocketConfig> sockets;    // sorted by name
+  std::vector<PluginConfig> plugins;    // sorted by name
   JujuConfig juju;
-  std::vector<Diagnostic> warnings;   // errors are thrown, see ConfigError
+  std::vector<Diagnostic> warnings;  // errors are thrown, see ConfigError
 
   const WatcherConfig* find_watcher(std::string_view name) const;
 
