@@ -9,7 +9,9 @@
 
 using namespace trapeze::conf;
 using namespace std::chrono_literals;
+using trapeze::conf::test::has_warning;
 using trapeze::conf::test::quiet_options;
+using trapeze::conf::test::watcher;
 
 namespace {
 
@@ -17,19 +19,6 @@ const std::string kCorpus = TRAPEZE_CONFORMANCE_DIR;
 
 Config corpus(const std::string& file, LoadOptions options = quiet_options()) {
   return load(kCorpus + "/" + file, options);
-}
-
-const WatcherConfig& watcher(const Config& c, std::string_view name) {
-  const WatcherConfig* w = c.find_watcher(name);
-  INFO("watcher " << name);
-  REQUIRE(w != nullptr);
-  return *w;
-}
-
-bool has_warning(const Config& c, std::string_view text) {
-  for (const auto& d : c.warnings)
-    if (to_string(d).find(text) != std::string::npos) return true;
-  return false;
 }
 
 }  // namespace

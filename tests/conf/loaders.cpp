@@ -9,24 +9,13 @@
 
 using namespace trapeze::conf;
 using namespace std::chrono_literals;
+using trapeze::conf::test::has_warning;
 using trapeze::conf::test::kData;
 using trapeze::conf::test::load_data;
 using trapeze::conf::test::quiet_options;
+using trapeze::conf::test::watcher;
 
 namespace {
-
-const WatcherConfig& watcher(const Config& c, std::string_view name) {
-  const WatcherConfig* w = c.find_watcher(name);
-  INFO("watcher " << name);
-  REQUIRE(w != nullptr);
-  return *w;
-}
-
-bool has_warning(const Config& c, std::string_view text) {
-  for (const auto& d : c.warnings)
-    if (to_string(d).find(text) != std::string::npos) return true;
-  return false;
-}
 
 /// The model without what depends on where it was read from.
 Config comparable(Config c) {

@@ -3,6 +3,8 @@
 
 #include <string>
 
+#include <catch2/catch.hpp>
+
 #include "trapeze/conf/load.hpp"
 
 namespace trapeze::conf::test {
@@ -20,6 +22,21 @@ inline LoadOptions quiet_options() {
 
 inline Config load_data(const std::string& relative, const LoadOptions& o = quiet_options()) {
   return load(kData + "/" + relative, o);
+}
+
+/// The watcher called `name`; fails the test when there is none.
+inline const WatcherConfig& watcher(const Config& c, std::string_view name) {
+  const WatcherConfig* w = c.find_watcher(name);
+  INFO("watcher " << name);
+  REQUIRE(w != nullptr);
+  return *w;
+}
+
+/// Whether a warning's "file:line: warning: key: message" contains `text`.
+inline bool has_warning(const Config& c, std::string_view text) {
+  for (const auto& d : c.warnings)
+    if (to_string(d).find(text) != std::string::npos) return true;
+  return false;
 }
 
 }  // namespace trapeze::conf::test

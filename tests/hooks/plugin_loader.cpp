@@ -42,6 +42,7 @@ TEST_CASE("plugin load errors say what is wrong", "[unit][hooks]") {
         std::string("cannot load plugin '") + TEST_PLUGIN_FUTURE +
             "': it was built for hook ABI version 2, this trapeze speaks version 1");
   CHECK(load_error(loader, "/nonexistent/plugin.so", "go_on") ==
-        "cannot load plugin '/nonexistent/plugin.so': /nonexistent/plugin.so: cannot open shared object file: No "
+        "cannot load plugin '/nonexistent/plugin.so': /nonexistent/plugin.so: cannot open shared object "
+        "file: No "
         "such file or directory");
 }
