@@ -80,7 +80,7 @@ class Builder {
  public:
   Builder(const RawDoc& doc, const std::string& path, const LoadOptions& options,
           std::vector<Diagnostic>& out)
-      : doc_(doc), path_(path), options_(options), values_(out, doc.format == Format::toml), out_(out) {}
+      : doc_(doc), path_(path), options_(options), values_(out, doc.format == Format::toml) {}
 
   Config run() {
     config_.path = path_;
@@ -994,7 +994,6 @@ class Builder {
   const std::string& path_;
   const LoadOptions& options_;
   Values values_;
-  std::vector<Diagnostic>& out_;
   Config config_;
   const RawSection* arbiter_section_ = nullptr;
   Env global_env_, local_env_;
