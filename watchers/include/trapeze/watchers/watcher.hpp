@@ -1,0 +1,149 @@
+// A watcher: `numprocesses` copies of one command, kept running. The state machine of
+// DESIGN.md section 3, one method per event, each switching on the current state.
+//
+// Threads: everything runs on the loop thread. Nothing here blocks: stops wait on timers and
+// pidfds, output goes through the OutputWriter.
+#pragma once
+
+#include <sys/resource.h>
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "trapeze/conf/config.hpp"
+#include "trapeze/loop/fd.hpp"
+#include "trapeze/loop/loop.hpp"
+#include "trapeze/watchers/exit_status.hpp"
+#include "trapeze/watchers/output.hpp"
+#include "trapeze/watchers/policy.hpp"
+
+namespace trapeze::watchers {
+
+enum class WatcherState { stopped, starting, active, stopping, failed };
+enum class ProcessState { spawning, running, ready, stopping, exited };
+
+std::string_view to_string(WatcherState s);
+std::string_view to_string(ProcessState s);
+
+/// What a watcher needs from whoever owns it (the arbiter).
+class WatcherHost {
+ public:
+  virtual ~WatcherHost() = default;
+  /// Publishes `watcher.<name>.<event>`; the host adds "time" and "seq". Called after the
+  /// state the event reports is visible.
+  virtual void publish(const std::string& watcher, const std::string& event, nlohmann::json payload) = 0;
+  /// Called (from the end of a loop iteration) after the watcher's state changed.
+  virtual void state_changed(const std::string& watcher) = 0;
+};
+
+/// What every watcher shares: the loop, the output writer, the arbiter's environment.
+struct WatcherContext {
+  loop::Loop* loop = nullptr;
+  OutputWriter* output = nullptr;
+  WatcherHost* host = nullptr;
+  std::map<std::string, std::string> environ;  // the arbiter's, for copy_env
+  std::map<std::string, int> socket_fds;       // bound sockets by name
+  std::optional<rlimit> nofile;                // RLIMIT_NOFILE to give children (the arbiter raised its own)
+};
+
+struct ProcessInfo {
+  int wid = 0;
+  pid_t pid = 0;
+  ProcessState state = ProcessState::spawning;
+  std::chrono::steady_clock::time_point started;
+};
+
+struct WatcherStats {
+  std::uint64_t spawns = 0;
+  std::uint64_t spawn_failures = 0;
+  std::uint64_t reaps = 0;
+  std::uint64_t kills = 0;  // SIGKILLs after graceful_timeout
+};
+
+class Watcher {
+ public:
+  /// The watcher starts stopped. `cfg` was validated by conf::load.
+  Watcher(conf::WatcherConfig cfg, WatcherContext& ctx);
+  /// Kills (SIGKILL to the groups) and reaps whatever still runs, blocking: only for teardown
+  /// after an orderly stop failed. Publishes nothing.
+  ~Watcher();
+  Watcher(const Watcher&) = delete;
+  Watcher& operator=(const Watcher&) = delete;
+
+  const std::string& name() const { return cfg_.name; }
+  const conf::WatcherConfig& config() const { return cfg_; }
+  WatcherState state() const { return state_; }
+  /// Why the watcher failed: the first error, kept.
+  const std::string& failure() const { return failure_; }
+  std::vector<ProcessInfo> processes() const;
+  const WatcherStats& stats() const { return stats_; }
+  /// The last bytes of output of this watcher's processes, oldest first.
+  std::string output_tail() const;
+
+  /// Called to start: stopped or failed -> starting; ignored in other states.
+  void start();
+  /// Called to stop: stop_signal to every process group, SIGKILL after graceful_timeout.
+  /// -> stopping -> stopped once every process was reaped.
+  void stop();
+  /// Called for incr/decr: spawns or stops processes (highest wid first) to reach `n`.
+  void set_numprocesses(int n);
+  /// Sends `signum` to every process group (signal command).
+  void signal_all(int signum);
+  /// Called when `pid` may have exited (the SIGCHLD backstop). Returns whether it is ours.
+  bool reap(pid_t pid);
+
+ private:
+  struct Stream;
+  struct Process;
+
+  void spawn_process(int wid);
+  void on_spawned(Process& p);
+  void on_ready(Process& p);
+  void on_status(Process& p);
+  void on_stream_closed(Process& p);
+  void finalize(Process& p);
+  void after_unexpected_exit(Process& p);
+  void stop_process(Process& p);
+  void check_started();
+  void check_stopped();
+  void fail(std::string reason);
+  void set_state(WatcherState s);
+  void schedule_spawn(int wid, policy::Duration delay);
+  int wanted() const;
+  bool slot_busy(int wid) const;
+  void read_stream(Process& p, Stream& s);
+  void append_tail(std::string_view bytes);
+
+  conf::WatcherConfig cfg_;
+  WatcherContext& ctx_;
+  WatcherState state_ = WatcherState::stopped;
+  bool stop_to_failed_ = false;  // the stop in progress ends in `failed`
+  bool paused_ = false;          // flapping: waiting for retry_in
+  std::string failure_;
+  policy::History history_;
+  WatcherStats stats_;
+  std::shared_ptr<Sink> stdout_sink_, stderr_sink_;
+  std::map<pid_t, std::unique_ptr<Process>> processes_;  // until their reap is published
+  std::map<int, loop::Timer> pending_spawns_;            // by wid
+  int next_start_wid_ = 0;  // during a start with warmup_delay: the next wid to spawn
+  loop::Timer start_timeout_, resume_;
+  std::string tail_;  // ring of the last kTailBytes of output
+  std::size_t tail_pos_ = 0;
+  std::shared_ptr<int> alive_ = std::make_shared<int>(0);  // for callbacks that may outlive us
+};
+
+/// The environment of a child, "NAME=value" sorted: the arbiter's own with copy_env (without
+/// NOTIFY_SOCKET, which belongs to the arbiter), then the config's variables over it.
+std::vector<std::string> child_environment(const conf::WatcherConfig& cfg,
+                                           const std::map<std::string, std::string>& arbiter_env);
+
+}  // namespace trapeze::watchers

@@ -1,0 +1,698 @@
+#include "trapeze/watchers/watcher.hpp"
+
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <random>
+
+#include <spdlog/spdlog.h>
+
+#include "trapeze/conf/show.hpp"
+#include "trapeze/watchers/command.hpp"
+#include "trapeze/watchers/spawn.hpp"
+
+namespace trapeze::watchers {
+namespace {
+
+using namespace std::chrono_literals;
+using loop::Clock;
+
+constexpr std::size_t kTailBytes = 64 * 1024;
+constexpr std::size_t kReadChunk = 64 * 1024;
+constexpr std::size_t kReadPerWake = 4 * kReadChunk;  // then let other fds have a turn
+
+std::optional<int> rlimit_resource(const std::string& name) {
+  static const std::map<std::string, int> table = {
+      {"as", RLIMIT_AS},           {"core", RLIMIT_CORE},         {"cpu", RLIMIT_CPU},
+      {"data", RLIMIT_DATA},       {"fsize", RLIMIT_FSIZE},       {"locks", RLIMIT_LOCKS},
+      {"memlock", RLIMIT_MEMLOCK}, {"msgqueue", RLIMIT_MSGQUEUE}, {"nice", RLIMIT_NICE},
+      {"nofile", RLIMIT_NOFILE},   {"nproc", RLIMIT_NPROC},       {"rss", RLIMIT_RSS},
+      {"rtprio", RLIMIT_RTPRIO},   {"rttime", RLIMIT_RTTIME},     {"sigpending", RLIMIT_SIGPENDING},
+      {"stack", RLIMIT_STACK}};
+  auto it = table.find(name);
+  if (it == table.end()) return std::nullopt;
+  return it->second;
+}
+
+bool all_digits(const std::string& s) {
+  return !s.empty() && s.find_first_not_of("0123456789") == std::string::npos;
+}
+
+struct User {
+  uid_t uid;
+  gid_t gid;
+  std::string name;
+};
+
+// Looks a user up by name or number. Errors read "unknown user 'x'".
+std::variant<User, std::string> find_user(const std::string& spec) {
+  passwd pw{}, *found = nullptr;
+  std::vector<char> buf(16384);
+  int rc = all_digits(spec)
+               ? getpwuid_r(static_cast<uid_t>(std::stoul(spec)), &pw, buf.data(), buf.size(), &found)
+               : getpwnam_r(spec.c_str(), &pw, buf.data(), buf.size(), &found);
+  if (found) return User{pw.pw_uid, pw.pw_gid, pw.pw_name};
+  if (all_digits(spec)) return User{static_cast<uid_t>(std::stoul(spec)), static_cast<gid_t>(-1), {}};
+  if (rc != 0) return fmt::format("cannot look up user '{}': {}", spec, std::strerror(rc));
+  return fmt::format("unknown user '{}'", spec);
+}
+
+std::variant<gid_t, std::string> find_group(const std::string& spec) {
+  if (all_digits(spec)) return static_cast<gid_t>(std::stoul(spec));
+  group gr{}, *found = nullptr;
+  std::vector<char> buf(16384);
+  int rc = getgrnam_r(spec.c_str(), &gr, buf.data(), buf.size(), &found);
+  if (found) return gr.gr_gid;
+  if (rc != 0) return fmt::format("cannot look up group '{}': {}", spec, std::strerror(rc));
+  return fmt::format("unknown group '{}'", spec);
+}
+
+void set_nonblocking(int fd) {
+  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+}
+
+}  // namespace
+
+std::string_view to_string(WatcherState s) {
+  switch (s) {
+    case WatcherState::stopped:
+      return "stopped";
+    case WatcherState::starting:
+      return "starting";
+    case WatcherState::active:
+      return "active";
+    case WatcherState::stopping:
+      return "stopping";
+    case WatcherState::failed:
+      return "failed";
+  }
+  return "?";
+}
+
+std::string_view to_string(ProcessState s) {
+  switch (s) {
+    case ProcessState::spawning:
+      return "spawning";
+    case ProcessState::running:
+      return "running";
+    case ProcessState::ready:
+      return "ready";
+    case ProcessState::stopping:
+      return "stopping";
+    case ProcessState::exited:
+      return "exited";
+  }
+  return "?";
+}
+
+std::vector<std::string> child_environment(const conf::WatcherConfig& cfg,
+                                           const std::map<std::string, std::string>& arbiter_env) {
+  std::map<std::string, std::string> env;
+  if (cfg.copy_env) {
+    env = arbiter_env;
+    env.erase("NOTIFY_SOCKET");  // systemd's channel to the arbiter, not to its children
+  }
+  for (const auto& [k, v] : cfg.env) env[k] = v;
+  std::vector<std::string> out;
+  out.reserve(env.size());
+  for (const auto& [k, v] : env) out.push_back(k + "=" + v);
+  return out;
+}
+
+// One of a process's output pipes.
+struct Watcher::Stream {
+  const char* name;  // "stdout" / "stderr"
+  loop::UniqueFd fd;
+  loop::FdWatch watch;
+  Sink* sink = nullptr;
+};
+
+struct Watcher::Process {
+  int wid = 0;
+  pid_t pid = 0;
+  ProcessState state = ProcessState::spawning;
+  Clock::time_point started;
+  loop::UniqueFd pidfd;
+  loop::FdWatch exit_watch;
+  Stream out{"stdout", {}, {}, nullptr}, err{"stderr", {}, {}, nullptr};
+  int streams_open = 0;  // pipes not yet at EOF and flushed
+  std::optional<ExitStatus> status;
+  bool asked_to_stop = false;
+  bool replace = false;  // max_age: spawn a new one in its slot once it exited
+  loop::Timer ready_timer, kill_timer, max_age_timer;
+};
+
+Watcher::Watcher(conf::WatcherConfig cfg, WatcherContext& ctx) : cfg_(std::move(cfg)), ctx_(ctx) {
+  if (cfg_.singleton) cfg_.numprocesses = std::min(cfg_.numprocesses, 1);
+  stdout_sink_ = ctx_.output->open(cfg_.stdout_stream, cfg_.name, "stdout");
+  stderr_sink_ = ctx_.output->open(cfg_.stderr_stream, cfg_.name, "stderr");
+}
+
+Watcher::~Watcher() {
+  for (auto& [pid, p] : processes_) {
+    if (p->status) continue;
+    ::kill(-pid, SIGKILL);
+    siginfo_t info{};
+    while (waitid(P_PIDFD, static_cast<id_t>(p->pidfd.get()), &info, WEXITED) < 0 && errno == EINTR) {
+    }
+  }
+}
+
+std::vector<ProcessInfo> Watcher::processes() const {
+  std::vector<ProcessInfo> out;
+  for (const auto& [pid, p] : processes_)
+    if (p->state != ProcessState::exited) out.push_back({p->wid, pid, p->state, p->started});
+  return out;
+}
+
+int Watcher::wanted() const {
+  return cfg_.singleton ? std::min(cfg_.numprocesses, 1) : cfg_.numprocesses;
+}
+
+bool Watcher::slot_busy(int wid) const {
+  if (pending_spawns_.count(wid)) return true;
+  for (const auto& [pid, p] : processes_)
+    if (p->wid == wid && !p->status && !p->asked_to_stop) return true;
+  return false;
+}
+
+void Watcher::set_state(WatcherState s) {
+  if (state_ == s) return;
+  state_ = s;
+  std::weak_ptr<int> alive = alive_;
+  ctx_.loop->defer([this, alive] {
+    if (!alive.expired()) ctx_.host->state_changed(cfg_.name);
+  });
+}
+
+// Called to start the watcher.
+void Watcher::start() {
+  switch (state_) {
+    case WatcherState::stopped:
+    case WatcherState::failed:
+      break;
+    case WatcherState::starting:
+    case WatcherState::active:
+    case WatcherState::stopping:
+      return;
+  }
+  failure_.clear();
+  history_ = {};
+  paused_ = false;
+  stop_to_failed_ = false;
+  set_state(WatcherState::starting);
+  spdlog::info("watcher {}: starting {} process{}", name(), wanted(), wanted() == 1 ? "" : "es");
+  if (cfg_.ready.kind != conf::ReadyKind::none)
+    spdlog::warn("watcher {}: ready checks of kind {} are not run yet; ready means alive after warmup_delay",
+                 name(), conf::to_string(cfg_.ready.kind));
+  start_timeout_ = ctx_.loop->after(cfg_.ready.start_timeout, [this] {
+    if (state_ == WatcherState::starting)
+      fail(fmt::format("not ready after {}", conf::format_duration(cfg_.ready.start_timeout)));
+  });
+  if (cfg_.warmup_delay > 0ms) {
+    // circus's warmup_delay: one process after the other; the next one is spawned when the
+    // previous one became ready (alive for warmup_delay).
+    next_start_wid_ = 1;
+    if (wanted() > 0) spawn_process(next_start_wid_++);
+  } else {
+    for (int wid = 1; wid <= wanted(); ++wid) spawn_process(wid);
+  }
+  check_started();
+}
+
+// Called to stop the watcher, by a command or the arbiter's shutdown.
+void Watcher::stop() {
+  switch (state_) {
+    case WatcherState::stopped:
+    case WatcherState::failed:
+    case WatcherState::stopping:
+      return;
+    case WatcherState::starting:
+    case WatcherState::active:
+      break;
+  }
+  spdlog::info("watcher {}: stopping", name());
+  set_state(WatcherState::stopping);
+  pending_spawns_.clear();
+  start_timeout_.reset();
+  resume_.reset();
+  next_start_wid_ = 0;
+  for (auto& [pid, p] : processes_) stop_process(*p);
+  check_stopped();
+}
+
+void Watcher::fail(std::string reason) {
+  if (failure_.empty()) failure_ = reason;
+  spdlog::error("watcher {}: failed: {}", name(), failure_);
+  switch (state_) {
+    case WatcherState::starting:
+    case WatcherState::active:
+      stop_to_failed_ = true;
+      stop();
+      break;
+    case WatcherState::stopping:
+      stop_to_failed_ = true;
+      break;
+    case WatcherState::stopped:
+    case WatcherState::failed:
+      break;
+  }
+}
+
+void Watcher::set_numprocesses(int n) {
+  cfg_.numprocesses = std::max(n, 0);
+  switch (state_) {
+    case WatcherState::starting:
+    case WatcherState::active:
+      break;
+    case WatcherState::stopped:
+    case WatcherState::stopping:
+    case WatcherState::failed:
+      return;  // applies at the next start
+  }
+  // Fewer: the highest wids go first.
+  for (auto it = pending_spawns_.begin(); it != pending_spawns_.end();)
+    it = it->first > wanted() ? pending_spawns_.erase(it) : std::next(it);
+  for (auto& [pid, p] : processes_)
+    if (p->wid > wanted()) stop_process(*p);
+  if (!paused_ && next_start_wid_ == 0)
+    for (int wid = 1; wid <= wanted(); ++wid)
+      if (!slot_busy(wid)) spawn_process(wid);
+  check_started();
+}
+
+void Watcher::signal_all(int signum) {
+  for (auto& [pid, p] : processes_)
+    if (!p->status) ::kill(-pid, signum);
+}
+
+bool Watcher::reap(pid_t pid) {
+  auto it = processes_.find(pid);
+  if (it == processes_.end() || it->second->status) return false;
+  on_status(*it->second);
+  return true;
+}
+
+void Watcher::schedule_spawn(int wid, policy::Duration delay) {
+  if (delay <= 0ms) {
+    spawn_process(wid);
+    return;
+  }
+  spdlog::info("watcher {}: respawning process {} in {}", name(), wid, conf::format_duration(delay));
+  pending_spawns_[wid] = ctx_.loop->after(delay, [this, wid] {
+    auto node = pending_spawns_.extract(wid);  // the timer is done; keep it alive for this call
+    spawn_process(wid);
+  });
+}
+
+void Watcher::spawn_process(int wid) {
+  auto failed_spawn = [&](const std::string& why) {
+    ++stats_.spawn_failures;
+    spdlog::error("watcher {}: cannot spawn process {}: {}", name(), wid, why);
+    ctx_.host->publish(name(), "spawn_failed", {{"process_id", wid}, {"error", why}});
+    policy::Decision d = policy::on_spawn_failed(history_, cfg_);
+    if (d.action == policy::Action::give_up) {
+      fail(fmt::format("cannot spawn: {}", why));
+      return;
+    }
+    schedule_spawn(wid, d.delay);
+  };
+
+  auto command = process_command(cfg_, wid, ctx_.socket_fds);
+  if (auto* error = std::get_if<std::string>(&command)) return failed_spawn(*error);
+  auto& cmd = std::get<ProcessCommand>(command);
+
+  SpawnRequest req;
+  req.env = child_environment(cfg_, ctx_.environ);
+  std::string path_list = "/usr/local/bin:/usr/bin:/bin";
+  if (auto it = cfg_.env.find("PATH"); it != cfg_.env.end())
+    path_list = it->second;
+  else if (auto it2 = ctx_.environ.find("PATH"); it2 != ctx_.environ.end())
+    path_list = it2->second;
+  if (cmd.path.find('/') == std::string::npos) {
+    auto found = find_executable(cmd.path, path_list);
+    if (!found) return failed_spawn(fmt::format("cannot exec '{}': No such file or directory", cmd.path));
+    req.path = *found;
+  } else {
+    req.path = cmd.path;
+  }
+  req.argv = std::move(cmd.argv);
+  req.working_dir = cfg_.working_dir;
+  req.umask = cfg_.umask;
+
+  if (cfg_.uid) {
+    auto user = find_user(*cfg_.uid);
+    if (auto* error = std::get_if<std::string>(&user)) return failed_spawn(*error);
+    const User& u = std::get<User>(user);
+    req.uid = u.uid;
+    gid_t gid = u.gid;
+    if (cfg_.gid) {
+      auto g = find_group(*cfg_.gid);
+      if (auto* error = std::get_if<std::string>(&g)) return failed_spawn(*error);
+      gid = std::get<gid_t>(g);
+    }
+    if (gid != static_cast<gid_t>(-1)) req.gid = gid;
+    std::vector<gid_t> groups;
+    if (!u.name.empty() && req.gid) {
+      int n = 64;
+      groups.resize(static_cast<std::size_t>(n));
+      if (getgrouplist(u.name.c_str(), *req.gid, groups.data(), &n) < 0) {
+        groups.resize(static_cast<std::size_t>(n));
+        getgrouplist(u.name.c_str(), *req.gid, groups.data(), &n);
+      }
+      groups.resize(static_cast<std::size_t>(n));
+    } else if (req.gid) {
+      groups.push_back(*req.gid);
+    }
+    // Only root may change them; an unprivileged arbiter running children as itself may not.
+    if (geteuid() == 0) req.groups = std::move(groups);
+  } else if (cfg_.gid) {
+    auto g = find_group(*cfg_.gid);
+    if (auto* error = std::get_if<std::string>(&g)) return failed_spawn(*error);
+    req.gid = std::get<gid_t>(g);
+    if (geteuid() == 0) req.groups = std::vector<gid_t>{*req.gid};
+  }
+
+  if (ctx_.nofile && !cfg_.rlimits.count("nofile")) req.rlimits.emplace_back(RLIMIT_NOFILE, *ctx_.nofile);
+  for (const auto& [limit_name, value] : cfg_.rlimits) {
+    auto resource = rlimit_resource(limit_name);
+    if (!resource) continue;  // conf rejected unknown names
+    rlim_t v = value ? static_cast<rlim_t>(*value) : RLIM_INFINITY;
+    req.rlimits.emplace_back(*resource, rlimit{v, v});
+  }
+
+  // Output pipes: the read ends are ours (non-blocking), the write ends the child's 1 and 2.
+  int out_pipe[2], err_pipe[2];
+  if (pipe2(out_pipe, O_CLOEXEC) < 0)
+    return failed_spawn(fmt::format("cannot create a pipe: {}", std::strerror(errno)));
+  loop::UniqueFd out_read(out_pipe[0]), out_write(out_pipe[1]);
+  if (pipe2(err_pipe, O_CLOEXEC) < 0)
+    return failed_spawn(fmt::format("cannot create a pipe: {}", std::strerror(errno)));
+  loop::UniqueFd err_read(err_pipe[0]), err_write(err_pipe[1]);
+  loop::UniqueFd devnull(::open("/dev/null", O_RDWR | O_CLOEXEC));
+  if (!devnull) return failed_spawn(fmt::format("cannot open /dev/null: {}", std::strerror(errno)));
+  req.fds.emplace_back(0, cfg_.close_child_stdin ? devnull.get() : 0);
+  req.fds.emplace_back(1, cfg_.close_child_stdout ? devnull.get() : out_write.get());
+  req.fds.emplace_back(2, cfg_.close_child_stderr ? devnull.get() : err_write.get());
+  if (cfg_.use_sockets)
+    for (const auto& [sock_name, fd] : ctx_.socket_fds) req.fds.emplace_back(fd, fd);
+
+  auto result = spawn(req);
+  if (auto* failure = std::get_if<SpawnFailure>(&result)) return failed_spawn(failure->what);
+  auto& child = std::get<Spawned>(result);
+  out_write.reset();
+  err_write.reset();
+
+  auto owned = std::make_unique<Process>();
+  Process& p = *owned;
+  p.wid = wid;
+  p.pid = child.pid;
+  p.started = Clock::now();
+  p.state = ProcessState::running;
+  p.pidfd = std::move(child.pidfd);
+  pid_t pid = p.pid;
+  p.exit_watch = ctx_.loop->watch(p.pidfd.get(), EPOLLIN, [this, pid](std::uint32_t) {
+    if (auto it = processes_.find(pid); it != processes_.end()) on_status(*it->second);
+  });
+  auto open_stream = [&](Stream& s, loop::UniqueFd fd, Sink* sink) {
+    set_nonblocking(fd.get());
+    s.fd = std::move(fd);
+    s.sink = sink;
+    Stream* sp = &s;
+    s.watch = ctx_.loop->watch(s.fd.get(), EPOLLIN, [this, pid, sp](std::uint32_t) {
+      if (auto it = processes_.find(pid); it != processes_.end()) read_stream(*it->second, *sp);
+    });
+    ++p.streams_open;
+  };
+  open_stream(p.out, std::move(out_read), stdout_sink_.get());
+  open_stream(p.err, std::move(err_read), stderr_sink_.get());
+  processes_.emplace(pid, std::move(owned));
+  ++stats_.spawns;
+  on_spawned(p);
+}
+
+// Called when a process was started (exec succeeded).
+void Watcher::on_spawned(Process& p) {
+  spdlog::info("watcher {}: process {} started as pid {}", name(), p.wid, p.pid);
+  ctx_.host->publish(name(), "spawn", {{"process_pid", p.pid}, {"process_id", p.wid}});
+  pid_t pid = p.pid;
+  auto ready = [this, pid] {
+    if (auto it = processes_.find(pid); it != processes_.end()) on_ready(*it->second);
+  };
+  if (cfg_.warmup_delay > 0ms)
+    p.ready_timer = ctx_.loop->after(cfg_.warmup_delay, ready);
+  else
+    on_ready(p);
+  if (cfg_.max_age > 0ms) {
+    static thread_local std::mt19937_64 rng{std::random_device{}()};
+    auto variance = std::chrono::duration_cast<std::chrono::milliseconds>(cfg_.max_age_variance).count();
+    std::uniform_int_distribution<long long> pick(0, std::max<long long>(variance, 0));
+    auto age = cfg_.max_age + std::chrono::milliseconds(pick(rng));
+    p.max_age_timer = ctx_.loop->after(age, [this, pid] {
+      auto it = processes_.find(pid);
+      if (it == processes_.end()) return;
+      Process& old = *it->second;
+      if (old.status || old.asked_to_stop) return;
+      spdlog::info("watcher {}: process {} (pid {}) reached max_age: replacing it", name(), old.wid, pid);
+      old.replace = true;
+      stop_process(old);
+    });
+  }
+}
+
+// Called when a process counts as ready: alive after warmup_delay (checks come later).
+void Watcher::on_ready(Process& p) {
+  switch (p.state) {
+    case ProcessState::running:
+      break;
+    case ProcessState::spawning:
+    case ProcessState::ready:
+    case ProcessState::stopping:
+    case ProcessState::exited:
+      return;
+  }
+  p.state = ProcessState::ready;
+  if (next_start_wid_ > 0 && state_ == WatcherState::starting) {
+    if (next_start_wid_ <= wanted()) {
+      spawn_process(next_start_wid_++);
+      return;
+    }
+    next_start_wid_ = 0;
+  }
+  check_started();
+}
+
+void Watcher::check_started() {
+  if (state_ != WatcherState::starting || paused_ || next_start_wid_ != 0) return;
+  int ready = 0;
+  for (const auto& [pid, p] : processes_)
+    if (p->state == ProcessState::ready && !p->asked_to_stop) ++ready;
+  if (ready < wanted()) return;
+  start_timeout_.reset();
+  set_state(WatcherState::active);
+  spdlog::info("watcher {}: active", name());
+  ctx_.host->publish(name(), "ready", {});
+  ctx_.host->publish(name(), "start", {});
+}
+
+void Watcher::stop_process(Process& p) {
+  if (p.asked_to_stop) return;
+  if (p.status && p.streams_open == 0) return;  // reaped, its reap about to be published
+  // An exited process still here has a group member holding its output open: stop that too.
+  p.asked_to_stop = true;
+  if (!p.status) p.state = ProcessState::stopping;
+  p.ready_timer.reset();
+  p.max_age_timer.reset();
+  ::kill(-p.pid, cfg_.stop_signal);
+  pid_t pid = p.pid;
+  p.kill_timer = ctx_.loop->after(cfg_.graceful_timeout, [this, pid] {
+    auto it = processes_.find(pid);
+    if (it == processes_.end()) return;
+    // Still there: its process, or something of its group that holds its output open.
+    spdlog::warn("watcher {}: pid {} still running after {}: sending SIGKILL to its group", name(), pid,
+                 conf::format_duration(cfg_.graceful_timeout));
+    ++stats_.kills;
+    ::kill(-pid, SIGKILL);
+    ctx_.host->publish(name(), "kill", {{"process_pid", pid}});
+  });
+}
+
+// Called when the pidfd of a process became readable: it exited.
+void Watcher::on_status(Process& p) {
+  siginfo_t info{};
+  if (waitid(P_PIDFD, static_cast<id_t>(p.pidfd.get()), &info, WEXITED | WNOHANG) < 0 || info.si_pid == 0)
+    return;
+  p.exit_watch.reset();
+  p.status = ExitStatus::from_siginfo(info);
+  ProcessState was = p.state;
+  p.state = ProcessState::exited;
+  p.ready_timer.reset();
+  p.max_age_timer.reset();
+  switch (was) {
+    case ProcessState::spawning:
+    case ProcessState::running:
+    case ProcessState::ready:
+      after_unexpected_exit(p);
+      break;
+    case ProcessState::stopping:
+      spdlog::info("watcher {}: pid {} {}", name(), p.pid, *p.status);
+      if (p.replace && (state_ == WatcherState::active || state_ == WatcherState::starting) && !paused_ &&
+          p.wid <= wanted() && !slot_busy(p.wid))
+        spawn_process(p.wid);
+      break;
+    case ProcessState::exited:
+      break;
+  }
+  if (p.streams_open == 0) finalize(p);
+}
+
+void Watcher::after_unexpected_exit(Process& p) {
+  spdlog::warn("watcher {}: pid {} {}", name(), p.pid, *p.status);
+  switch (state_) {
+    case WatcherState::starting:
+    case WatcherState::active:
+      break;
+    case WatcherState::stopping:
+    case WatcherState::stopped:
+    case WatcherState::failed:
+      return;
+  }
+  if (!cfg_.respawn || paused_ || p.wid > wanted()) return;
+  policy::Decision d = policy::on_exit(history_, cfg_, p.started, Clock::now());
+  switch (d.action) {
+    case policy::Action::respawn:
+      schedule_spawn(p.wid, d.delay);
+      break;
+    case policy::Action::pause: {
+      spdlog::warn("watcher {}: flapping ({} exits within {}): pausing for {}", name(),
+                   cfg_.flapping.attempts, conf::format_duration(cfg_.flapping.window),
+                   conf::format_duration(d.delay));
+      ctx_.host->publish(name(), "flapping", {{"retry_in", std::chrono::duration<double>(d.delay).count()}});
+      paused_ = true;
+      pending_spawns_.clear();
+      next_start_wid_ = 0;
+      if (state_ == WatcherState::active) set_state(WatcherState::starting);
+      for (auto& [pid, other] : processes_) stop_process(*other);
+      resume_ = ctx_.loop->after(d.delay, [this] {
+        paused_ = false;
+        policy::after_pause(history_);
+        for (int wid = 1; wid <= wanted(); ++wid)
+          if (!slot_busy(wid)) spawn_process(wid);
+        check_started();
+      });
+      break;
+    }
+    case policy::Action::give_up:
+      fail(fmt::format("process exited too often ({}, last: pid {} {})",
+                       cfg_.flapping.enabled ? "flapping" : "max_retry", p.pid, p.status->to_string()));
+      break;
+  }
+}
+
+void Watcher::read_stream(Process& p, Stream& s) {
+  char buf[kReadChunk];
+  std::size_t total = 0;
+  while (total < kReadPerWake) {
+    ssize_t n = ::read(s.fd.get(), buf, sizeof buf);
+    if (n > 0) {
+      auto bytes = std::string_view(buf, static_cast<std::size_t>(n));
+      total += bytes.size();
+      append_tail(bytes);
+      if (!ctx_.output->write(*s.sink, p.pid, bytes)) {
+        // The destination is behind: stop reading (the child blocks on its pipe) until it
+        // caught up. Nothing is dropped.
+        s.watch.modify(0);
+        pid_t pid = p.pid;
+        Stream* sp = &s;
+        std::weak_ptr<int> alive = alive_;
+        ctx_.output->on_drained(*s.sink, [this, alive, pid, sp] {
+          if (alive.expired()) return;
+          if (processes_.count(pid) && sp->watch) sp->watch.modify(EPOLLIN);
+        });
+        return;
+      }
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) return;
+    break;  // EOF, or an error that means the same for us
+  }
+  if (total >= kReadPerWake) return;  // more to read: epoll says so again
+  s.watch.reset();
+  s.fd.reset();
+  pid_t pid = p.pid;
+  std::weak_ptr<int> alive = alive_;
+  ctx_.output->close(*s.sink, pid, [this, alive, pid] {
+    if (alive.expired()) return;
+    if (auto it = processes_.find(pid); it != processes_.end()) on_stream_closed(*it->second);
+  });
+}
+
+// Called when one output stream of a process reached EOF and everything was written.
+void Watcher::on_stream_closed(Process& p) {
+  --p.streams_open;
+  if (p.streams_open == 0 && p.status) finalize(p);
+}
+
+// Called once a process exited and its output was drained: its one reap.
+void Watcher::finalize(Process& p) {
+  ++stats_.reaps;
+  pid_t pid = p.pid;
+  int wid = p.wid;
+  int code = p.status->bus_code();
+  // The record goes first: status must not show the process once its reap is published.
+  auto node = processes_.extract(pid);
+  ctx_.host->publish(name(), "reap", {{"process_pid", pid}, {"process_id", wid}, {"exit_code", code}});
+  // Free the process (its timers, watches) after this iteration: we may be inside its callback.
+  auto holder = std::make_shared<decltype(node)>(std::move(node));
+  ctx_.loop->defer([holder] {});
+  check_stopped();
+}
+
+void Watcher::check_stopped() {
+  if (state_ != WatcherState::stopping) return;
+  if (!processes_.empty()) return;
+  if (stop_to_failed_) {
+    set_state(WatcherState::failed);
+    ctx_.host->publish(name(), "stop", {});
+    ctx_.host->publish(name(), "failed", {{"reason", failure_}});
+  } else {
+    set_state(WatcherState::stopped);
+    spdlog::info("watcher {}: stopped", name());
+    ctx_.host->publish(name(), "stop", {});
+  }
+}
+
+void Watcher::append_tail(std::string_view bytes) {
+  if (bytes.size() >= kTailBytes) {
+    tail_.assign(bytes.substr(bytes.size() - kTailBytes));
+    tail_pos_ = 0;
+    return;
+  }
+  if (tail_.size() < kTailBytes) {
+    std::size_t room = kTailBytes - tail_.size();
+    std::size_t first = std::min(room, bytes.size());
+    tail_.append(bytes.substr(0, first));
+    bytes.remove_prefix(first);
+    if (bytes.empty()) return;
+  }
+  while (!bytes.empty()) {
+    std::size_t n = std::min(bytes.size(), kTailBytes - tail_pos_);
+    tail_.replace(tail_pos_, n, bytes.substr(0, n));
+    tail_pos_ = (tail_pos_ + n) % kTailBytes;
+    bytes.remove_prefix(n);
+  }
+}
+
+std::string Watcher::output_tail() const {
+  if (tail_.size() < kTailBytes) return tail_;
+  return tail_.substr(tail_pos_) + tail_.substr(0, tail_pos_);
+}
+
+}  // namespace trapeze::watchers
