@@ -1,14 +1,27 @@
 // The `trapeze` command line: subcommands other than `run` are clients and tools.
 #pragma once
 
+#include <functional>
 #include <iosfwd>
 #include <string>
 
 namespace trapeze::ctl {
 
-/// Parses argv and runs the subcommand. Returns the process exit code:
+/// The options of `trapeze run`, parsed here and handed to the arbiter.
+struct RunArgs {
+  std::string config;
+  bool daemon = false;
+  std::string pidfile;
+  std::string events_file;
+  std::string log_level;
+  std::string log_file;
+};
+using RunFunction = std::function<int(const RunArgs&)>;
+
+/// Parses argv and runs the subcommand; `run` is the arbiter's entry point (the ctl library
+/// does not link the daemon). Returns the process exit code:
 /// 0 ok, 1 an error reply or failure, 2 a usage or config error, 3 no answer in time.
-int main(int argc, char** argv);
+int main(int argc, char** argv, const RunFunction& run);
 
 struct CheckOptions {
   std::string config;

@@ -1,0 +1,326 @@
+#include "arbiter.hpp"
+
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <set>
+#include <system_error>
+
+#include <spdlog/spdlog.h>
+
+#include "system.hpp"
+#include "trapeze/conf/load.hpp"
+
+extern char** environ;
+
+namespace trapeze::arbiter {
+namespace {
+
+using namespace std::chrono_literals;
+
+std::map<std::string, std::string> process_environment() {
+  std::map<std::string, std::string> env;
+  for (char** e = environ; e && *e; ++e) {
+    std::string entry(*e);
+    auto eq = entry.find('=');
+    if (eq != std::string::npos) env.emplace(entry.substr(0, eq), entry.substr(eq + 1));
+  }
+  return env;
+}
+
+double unix_now() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+// Two configs of one watcher differ in what it runs (its location in the file does not count).
+bool same_watcher(conf::WatcherConfig a, conf::WatcherConfig b) {
+  a.where = {};
+  b.where = {};
+  return a == b;
+}
+
+}  // namespace
+
+Arbiter::Arbiter(conf::Config config, std::string events_file)
+    : config_(std::move(config)),
+      output_([this](std::function<void()> fn) { loop_.post(std::move(fn)); },
+              [](std::string message) { spdlog::warn("output: {}", message); }) {
+  ctx_.loop = &loop_;
+  ctx_.output = &output_;
+  ctx_.host = this;
+  ctx_.environ = process_environment();
+  // The arbiter raises its own fd limit (1000 processes need 3000 fds); children get the
+  // limit it started with, as systemd does, unless their config says otherwise.
+  rlimit nofile{};
+  if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+    ctx_.nofile = nofile;
+    rlimit raised{nofile.rlim_max, nofile.rlim_max};
+    setrlimit(RLIMIT_NOFILE, &raised);
+  }
+
+  sigset_t signals;
+  sigemptyset(&signals);
+  for (int s : {SIGCHLD, SIGTERM, SIGINT, SIGQUIT, SIGHUP}) sigaddset(&signals, s);
+  signal_fd_.reset(signalfd(-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK));
+  if (!signal_fd_) throw std::system_error(errno, std::system_category(), "signalfd");
+  signal_watch_ = loop_.watch(signal_fd_.get(), EPOLLIN, [this](std::uint32_t) { on_signal(); });
+
+  if (!events_file.empty()) {
+    events_ = std::fopen(events_file.c_str(), "ae");
+    if (!events_)
+      throw std::system_error(errno, std::system_category(), "cannot open events file '" + events_file + "'");
+  }
+  for (const auto& w : config_.watchers) add_watcher(w);
+}
+
+Arbiter::~Arbiter() {
+  watchers_.clear();  // kills whatever an interrupted stop left
+  if (events_) std::fclose(events_);
+}
+
+void Arbiter::add_watcher(const conf::WatcherConfig& cfg) {
+  watchers_[cfg.name] = std::make_unique<watchers::Watcher>(cfg, ctx_);
+}
+
+watchers::Watcher* Arbiter::find(const std::string& name) {
+  auto it = watchers_.find(name);
+  return it == watchers_.end() ? nullptr : it->second.get();
+}
+
+std::vector<Arbiter::Group> Arbiter::priority_groups(bool autostart_only) const {
+  std::map<int, Group> by_priority;
+  for (const auto& [name, w] : watchers_)
+    if (!autostart_only || w->config().autostart) by_priority[w->config().priority].push_back(name);
+  std::vector<Group> groups;
+  for (auto& [priority, group] : by_priority) groups.push_back(std::move(group));
+  if (config_.arbiter.priority_order == conf::PriorityOrder::descending)
+    std::reverse(groups.begin(), groups.end());
+  return groups;
+}
+
+int Arbiter::run() {
+  spdlog::info("arbiter: starting {} watcher{} from {}", watchers_.size(), watchers_.size() == 1 ? "" : "s",
+               config_.path);
+  publish_topic("arbiter.start", {{"pid", getpid()}});
+  groups_ = priority_groups(true);
+  group_ = 0;
+  phase_ = Phase::starting;
+  loop_.defer([this] { start_next_group(); });
+  loop_.run();
+  return exit_code_;
+}
+
+void Arbiter::start_next_group() {
+  if (phase_ != Phase::starting) return;
+  if (group_ >= groups_.size()) {
+    phase_ = Phase::running;
+    spdlog::info("arbiter: every autostart watcher is active");
+    sd_notify("READY=1\nSTATUS=every autostart watcher is active");
+    return;
+  }
+  for (const auto& name : groups_[group_])
+    if (auto* w = find(name)) w->start();
+}
+
+// Called after any watcher changed state.
+void Arbiter::state_changed(const std::string& name) {
+  auto* changed = find(name);
+  if (changed && after_stop_.count(name) &&
+      (changed->state() == watchers::WatcherState::stopped ||
+       changed->state() == watchers::WatcherState::failed)) {
+    // A reload waited for this stop.
+    auto node = after_stop_.extract(name);
+    watchers_.erase(name);  // not inside its own call: state_changed runs from the loop's deferred work
+    if (node.mapped()) {
+      add_watcher(*node.mapped());
+      publish(name, "updated", {});
+      if (node.mapped()->autostart && phase_ != Phase::stopping) find(name)->start();
+    } else {
+      publish(name, "remove", {});
+    }
+  }
+
+  switch (phase_) {
+    case Phase::starting: {
+      if (group_ >= groups_.size()) return;
+      bool all_active = true;
+      std::vector<std::string> failed;
+      for (const auto& n : groups_[group_]) {
+        auto* w = find(n);
+        if (!w) continue;
+        if (w->state() == watchers::WatcherState::failed)
+          failed.push_back(n);
+        else if (w->state() != watchers::WatcherState::active)
+          all_active = false;
+      }
+      if (!failed.empty()) {
+        // Later groups depend on this one (that is what priority says): do not start them.
+        std::vector<std::string> skipped;
+        for (std::size_t g = group_ + 1; g < groups_.size(); ++g)
+          skipped.insert(skipped.end(), groups_[g].begin(), groups_[g].end());
+        std::string status = fmt::format("watcher {} failed", fmt::join(failed, ", "));
+        if (!skipped.empty()) status += fmt::format("; not started: {}", fmt::join(skipped, ", "));
+        spdlog::error("arbiter: {}", status);
+        phase_ = Phase::running;
+        sd_notify("READY=1\nSTATUS=" + status);
+        return;
+      }
+      if (!all_active) return;
+      ++group_;
+      if (config_.arbiter.warmup_delay > 0ms && group_ < groups_.size())
+        group_delay_ = loop_.after(config_.arbiter.warmup_delay, [this] { start_next_group(); });
+      else
+        start_next_group();
+      return;
+    }
+    case Phase::stopping: {
+      if (group_ >= groups_.size()) return;
+      for (const auto& n : groups_[group_]) {
+        auto* w = find(n);
+        if (w && w->state() != watchers::WatcherState::stopped &&
+            w->state() != watchers::WatcherState::failed)
+          return;
+      }
+      ++group_;
+      stop_next_group();
+      return;
+    }
+    case Phase::running:
+      return;
+  }
+}
+
+void Arbiter::shutdown() {
+  if (phase_ == Phase::stopping) return;
+  spdlog::info("arbiter: stopping every watcher");
+  sd_notify("STOPPING=1");
+  phase_ = Phase::stopping;
+  group_delay_.reset();
+  groups_ = priority_groups(false);
+  std::reverse(groups_.begin(), groups_.end());
+  group_ = 0;
+  stop_next_group();
+}
+
+void Arbiter::stop_next_group() {
+  while (group_ < groups_.size()) {
+    bool waiting = false;
+    for (const auto& name : groups_[group_]) {
+      auto* w = find(name);
+      if (!w) continue;
+      w->stop();
+      if (w->state() != watchers::WatcherState::stopped && w->state() != watchers::WatcherState::failed)
+        waiting = true;
+    }
+    if (waiting) return;  // state_changed moves on
+    ++group_;
+  }
+  publish_topic("arbiter.stop", {{"pid", getpid()}});
+  spdlog::info("arbiter: stopped");
+  loop_.stop();
+}
+
+void Arbiter::reload() {
+  spdlog::info("arbiter: reloading {}", config_.path);
+  output_.reopen();
+  conf::Config fresh;
+  try {
+    fresh = conf::load(config_.path, conf::LoadOptions::from_process());
+  } catch (const conf::ConfigError& e) {
+    for (const auto& d : e.diagnostics()) spdlog::error("reload: {}", to_string(d));
+    spdlog::error("arbiter: reload refused, the running config stays");
+    return;
+  }
+  for (const auto& d : fresh.warnings) spdlog::warn("reload: {}", to_string(d));
+
+  std::set<std::string> seen;
+  for (const auto& w : fresh.watchers) {
+    seen.insert(w.name);
+    auto* current = find(w.name);
+    if (!current) {
+      add_watcher(w);
+      publish(w.name, "add", {});
+      if (w.autostart && phase_ != Phase::stopping) find(w.name)->start();
+      continue;
+    }
+    if (same_watcher(current->config(), w) && !after_stop_.count(w.name)) continue;
+    after_stop_[w.name] = std::make_unique<conf::WatcherConfig>(w);
+    current->stop();
+    if (current->state() == watchers::WatcherState::stopped ||
+        current->state() == watchers::WatcherState::failed)
+      loop_.defer([this, name = w.name] { state_changed(name); });
+  }
+  for (const auto& [name, w] : watchers_) {
+    if (seen.count(name)) continue;
+    after_stop_[name] = nullptr;
+    w->stop();
+    if (w->state() == watchers::WatcherState::stopped || w->state() == watchers::WatcherState::failed)
+      loop_.defer([this, n = name] { state_changed(n); });
+  }
+  config_.arbiter = fresh.arbiter;
+  config_.files = fresh.files;
+  publish_topic("arbiter.reload", {});
+}
+
+void Arbiter::on_signal() {
+  signalfd_siginfo info{};
+  while (::read(signal_fd_.get(), &info, sizeof info) == static_cast<ssize_t>(sizeof info)) {
+    switch (info.ssi_signo) {
+      case SIGTERM:
+      case SIGINT:
+      case SIGQUIT:
+        spdlog::info("arbiter: got {}", sigabbrev_np(static_cast<int>(info.ssi_signo)));
+        shutdown();
+        break;
+      case SIGHUP:
+        if (phase_ != Phase::stopping) reload();
+        break;
+      case SIGCHLD:
+        loop_.defer([this] { reap_strays(); });
+        break;
+      default:
+        break;
+    }
+  }
+}
+
+// The backstop for exits: pidfds tell about our children; anything else that became our
+// child (an orphan, when we are pid 1) is reaped here so it never stays a zombie.
+void Arbiter::reap_strays() {
+  for (;;) {
+    siginfo_t info{};
+    if (waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT) < 0 || info.si_pid == 0) return;
+    bool ours = false;
+    for (auto& [name, w] : watchers_)
+      if (w->reap(info.si_pid)) ours = true;
+    if (!ours) {
+      waitid(P_PID, static_cast<id_t>(info.si_pid), &info, WEXITED | WNOHANG);
+      spdlog::debug("arbiter: reaped pid {}, not a process of any watcher", info.si_pid);
+    }
+  }
+}
+
+void Arbiter::publish(const std::string& watcher, const std::string& event, nlohmann::json payload) {
+  publish_topic("watcher." + watcher + "." + event, std::move(payload));
+}
+
+void Arbiter::publish_topic(const std::string& topic, nlohmann::json payload) {
+  if (!payload.is_object()) payload = nlohmann::json::object();
+  payload["time"] = unix_now();
+  payload["seq"] = ++seq_;
+  spdlog::debug("event {} {}", topic, payload.dump());
+  if (events_) {
+    nlohmann::json line = {{"topic", topic}, {"data", payload}};
+    std::string text = line.dump() + "\n";
+    std::fwrite(text.data(), 1, text.size(), events_);
+    std::fflush(events_);
+  }
+}
+
+}  // namespace trapeze::arbiter
