@@ -1,0 +1,137 @@
+/* test_child: a child process for the integration tests that does one thing per argument
+ * group, in order, with no shell quoting involved:
+ *   exit N           exit with status N
+ *   sleep MS         sleep MS milliseconds
+ *   forever          wait for signals until killed
+ *   ignore SIG       ignore a signal (TERM, INT, HUP, ...)
+ *   print TEXT       write TEXT and a newline to stdout      eprint TEXT: to stderr
+ *   partial TEXT     write TEXT to stdout, no newline
+ *   spam N           write N bytes to stdout: lines of 'x' ending in '\n'
+ *   pidfile FILE     write our pid to FILE (atomically: FILE.tmp then rename)
+ *   fds FILE         write our open fd numbers (from /proc/self/fd), one per line, to FILE
+ *   env NAME         print NAME=value (or NAME unset) to stdout
+ *   grandchild FILE  fork a child that keeps our stdout open and sleeps until killed; its pid
+ *                    goes to FILE
+ *   raise SIG        send ourselves SIG
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static int signal_number(const char* name) {
+  static const struct { const char* name; int num; } table[] = {
+      {"HUP", SIGHUP}, {"INT", SIGINT}, {"QUIT", SIGQUIT}, {"TERM", SIGTERM}, {"USR1", SIGUSR1},
+      {"USR2", SIGUSR2}, {"KILL", SIGKILL}, {"SEGV", SIGSEGV}, {"ABRT", SIGABRT}, {"PIPE", SIGPIPE}};
+  for (size_t i = 0; i < sizeof table / sizeof table[0]; ++i)
+    if (strcmp(table[i].name, name) == 0) return table[i].num;
+  fprintf(stderr, "test_child: unknown signal %s\n", name);
+  exit(100);
+}
+
+static void write_all(int fd, const char* data, size_t len) {
+  while (len > 0) {
+    ssize_t n = write(fd, data, len);
+    if (n <= 0) exit(101);
+    data += n;
+    len -= (size_t)n;
+  }
+}
+
+static void write_file(const char* path, const char* text) {
+  char tmp[4096];
+  snprintf(tmp, sizeof tmp, "%s.tmp", path);
+  FILE* f = fopen(tmp, "w");
+  if (!f) exit(102);
+  fputs(text, f);
+  fclose(f);
+  if (rename(tmp, path) != 0) exit(103);
+}
+
+static void sleep_ms(long ms) {
+  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+  while (nanosleep(&ts, &ts) != 0) {
+  }
+}
+
+int main(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    const char* op = argv[i];
+    const char* arg = i + 1 < argc ? argv[i + 1] : "";
+    char buf[4096];
+    if (strcmp(op, "exit") == 0) {
+      exit(atoi(arg));
+    } else if (strcmp(op, "sleep") == 0) {
+      sleep_ms(atol(arg));
+      ++i;
+    } else if (strcmp(op, "forever") == 0) {
+      for (;;) pause();
+    } else if (strcmp(op, "ignore") == 0) {
+      signal(signal_number(arg), SIG_IGN);
+      ++i;
+    } else if (strcmp(op, "print") == 0 || strcmp(op, "eprint") == 0) {
+      snprintf(buf, sizeof buf, "%s\n", arg);
+      write_all(op[0] == 'e' ? 2 : 1, buf, strlen(buf));
+      ++i;
+    } else if (strcmp(op, "partial") == 0) {
+      write_all(1, arg, strlen(arg));
+      ++i;
+    } else if (strcmp(op, "spam") == 0) {
+      long n = atol(arg);
+      char line[100];
+      memset(line, 'x', sizeof line - 1);
+      line[sizeof line - 1] = '\n';
+      while (n > 0) {
+        size_t chunk = n < (long)sizeof line ? (size_t)n : sizeof line;
+        if (chunk < sizeof line) line[chunk - 1] = '\n';
+        write_all(1, line, chunk);
+        n -= (long)chunk;
+      }
+      ++i;
+    } else if (strcmp(op, "pidfile") == 0) {
+      snprintf(buf, sizeof buf, "%d\n", (int)getpid());
+      write_file(arg, buf);
+      ++i;
+    } else if (strcmp(op, "fds") == 0) {
+      DIR* d = opendir("/proc/self/fd");
+      if (!d) exit(104);
+      int self = dirfd(d);
+      size_t used = 0;
+      struct dirent* e;
+      buf[0] = '\0';
+      while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.' || atoi(e->d_name) == self) continue;
+        used += (size_t)snprintf(buf + used, sizeof buf - used, "%s\n", e->d_name);
+      }
+      closedir(d);
+      write_file(arg, buf);
+      ++i;
+    } else if (strcmp(op, "env") == 0) {
+      const char* v = getenv(arg);
+      if (v) snprintf(buf, sizeof buf, "%s=%s\n", arg, v);
+      else snprintf(buf, sizeof buf, "%s unset\n", arg);
+      write_all(1, buf, strlen(buf));
+      ++i;
+    } else if (strcmp(op, "grandchild") == 0) {
+      pid_t pid = fork();
+      if (pid < 0) exit(105);
+      if (pid == 0) {
+        for (;;) pause();
+      }
+      snprintf(buf, sizeof buf, "%d\n", (int)pid);
+      write_file(arg, buf);
+      ++i;
+    } else if (strcmp(op, "raise") == 0) {
+      raise(signal_number(arg));
+      ++i;
+    } else {
+      fprintf(stderr, "test_child: unknown action %s\n", op);
+      return 100;
+    }
+  }
+  return 0;
+}
