@@ -129,7 +129,8 @@ void Arbiter::start_next_group() {
 }
 
 // Called after any watcher changed state.
-void Arbiter::state_changed(const std::string& name) {
+void Arbiter::state_changed(const std::string& watcher_name) {
+  const std::string name = watcher_name;  // the reference dies with the watcher, erased below
   auto* changed = find(name);
   if (changed && after_stop_.count(name) &&
       (changed->state() == watchers::WatcherState::stopped ||
@@ -249,7 +250,11 @@ void Arbiter::reload() {
       if (w.autostart && phase_ != Phase::stopping) find(w.name)->start();
       continue;
     }
-    if (same_watcher(current->config(), w) && !after_stop_.count(w.name)) continue;
+    if (same_watcher(current->config(), w) && !after_stop_.count(w.name)) {
+      // circus's send_hup: the program rereads its own config when told.
+      if (w.send_hup) current->signal_all(SIGHUP);
+      continue;
+    }
     after_stop_[w.name] = std::make_unique<conf::WatcherConfig>(w);
     current->stop();
     if (current->state() == watchers::WatcherState::stopped ||

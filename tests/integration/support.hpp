@@ -2,12 +2,15 @@
 // did: its events file (one JSON line per event), its log, and /proc.
 #pragma once
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <cstring>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -19,6 +22,8 @@
 #include <vector>
 
 #include <catch2/catch.hpp>
+#include <fmt/chrono.h>
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 namespace trapeze::testing {

@@ -13,9 +13,11 @@
  *   grandchild FILE  fork a child that keeps our stdout open and sleeps until killed; its pid
  *                    goes to FILE
  *   raise SIG        send ourselves SIG
+ *   onhup FILE       on each SIGHUP, append a line "HUP" to FILE
  */
 #define _GNU_SOURCE
 #include <dirent.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,6 +52,17 @@ static void write_file(const char* path, const char* text) {
   fputs(text, f);
   fclose(f);
   if (rename(tmp, path) != 0) exit(103);
+}
+
+static const char* hup_file;
+
+static void on_hup(int sig) {
+  (void)sig;
+  int fd = open(hup_file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (fd >= 0) {
+    (void)!write(fd, "HUP\n", 4);
+    close(fd);
+  }
 }
 
 static void sleep_ms(long ms) {
@@ -124,6 +137,10 @@ int main(int argc, char** argv) {
       }
       snprintf(buf, sizeof buf, "%d\n", (int)pid);
       write_file(arg, buf);
+      ++i;
+    } else if (strcmp(op, "onhup") == 0) {
+      hup_file = arg;
+      signal(SIGHUP, on_hup);
       ++i;
     } else if (strcmp(op, "raise") == 0) {
       raise(signal_number(arg));
