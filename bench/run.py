@@ -1,0 +1,219 @@
+#!/usr/bin/env python3
+"""trapeze benchmarks. Reports medians over repeated runs, and ratios to a baseline.
+
+    python3 bench/run.py [--build build] [--repeat 5] [start respawn idle rss stream ...]
+
+Needs a build (./dev test, or cmake --build build) with bench/spawn_baseline. Uses only the
+Python standard library. Nothing here is a test: on a shared machine the figures move; compare
+medians and ratios, not single runs.
+"""
+import argparse
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class Arbiter:
+    """`trapeze run` on a config in a temporary directory, with its events file."""
+
+    def __init__(self, trapeze, config_text, name="bench.ini"):
+        self.dir = tempfile.mkdtemp(prefix="trapeze-bench-")
+        self.config = os.path.join(self.dir, name)
+        self.events_path = os.path.join(self.dir, "events.jsonl")
+        with open(self.config, "w") as f:
+            f.write(config_text)
+        self.started_at = time.time()
+        self.proc = subprocess.Popen(
+            [trapeze, "run", self.config, "--events-file", self.events_path,
+             "--pidfile", os.path.join(self.dir, "pid"), "--log-output", os.path.join(self.dir, "log"),
+             "--log-level", "warning"])
+        self._offset = 0
+        self._events = []
+
+    def events(self):
+        try:
+            with open(self.events_path) as f:
+                f.seek(self._offset)
+                data = f.read()
+        except FileNotFoundError:
+            return self._events
+        end = data.rfind("\n")
+        if end >= 0:
+            for line in data[:end].splitlines():
+                self._events.append(json.loads(line))
+            self._offset += len(data[:end + 1].encode())
+        return self._events
+
+    def wait(self, pred, timeout=120):
+        deadline = time.time() + timeout
+        while True:
+            ev = self.events()
+            found = pred(ev)
+            if found:
+                return found
+            if time.time() > deadline or self.proc.poll() is not None:
+                raise RuntimeError("timed out waiting; see " + self.dir)
+            time.sleep(0.0005)
+
+    def count(self, suffix):
+        return sum(1 for e in self.events() if e["topic"].endswith(suffix))
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout=120)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def median(xs):
+    return statistics.median(xs)
+
+
+def pct(xs, p):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
+
+
+def bench_start(args):
+    n = 1000
+    ours, base = [], []
+    for _ in range(args.repeat):
+        a = Arbiter(args.trapeze, f"[watcher:s]\ncmd = /bin/sleep\nargs = 1000\nnumprocesses = {n}\n")
+        spawns = a.wait(lambda ev: [e for e in ev if e["topic"] == "watcher.s.spawn"][n - 1:] or None)
+        ours.append(spawns[0]["data"]["time"] - a.started_at)
+        a.stop()
+        out = subprocess.run([args.baseline, str(n)], capture_output=True, text=True, check=True)
+        base.append(float(out.stdout))
+    print(f"start {n} sleeps: trapeze run -> all alive: median {median(ours)*1000:.1f} ms "
+          f"(runs: {', '.join(f'{x*1000:.0f}' for x in ours)})")
+    print(f"  baseline posix_spawn loop: median {median(base)*1000:.1f} ms; ratio {median(ours)/median(base):.2f}x "
+          f"(target <= 1.5x)")
+
+
+def bench_respawn(args):
+    kills = 100
+    a = Arbiter(args.trapeze, "[watcher:r]\ncmd = /bin/sleep\nargs = 1000\nmin_uptime = 0.01\n"
+                              "check_flapping = false\n")
+    a.wait(lambda ev: any(e["topic"] == "watcher.r.start" for e in ev))
+    latencies = []
+    for _ in range(kills):
+        spawns = [e for e in a.events() if e["topic"] == "watcher.r.spawn"]
+        pid, seen = spawns[-1]["data"]["process_pid"], len(spawns)
+        time.sleep(0.03)  # longer than min_uptime: the replacement is due at once
+        t0 = time.time()
+        os.kill(pid, signal.SIGKILL)
+        new = a.wait(lambda ev: [e for e in ev if e["topic"] == "watcher.r.spawn"][seen:] or None)
+        latencies.append(new[0]["data"]["time"] - t0)
+    a.stop()
+    ms = [x * 1000 for x in latencies]
+    print(f"respawn latency over {kills} SIGKILLs: p50 {pct(ms, 50):.3f} ms, p99 {pct(ms, 99):.3f} ms, "
+          f"max {max(ms):.3f} ms (targets: p50 < 1 ms, p99 < 5 ms)")
+
+
+def cpu_ns(pid):
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+            total += int(f.read().split()[0])
+    return total
+
+
+def switches(pid):
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/status") as f:
+            for line in f:
+                if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+                    total += int(line.split()[1])
+    return total
+
+
+def bench_idle(args):
+    seconds = args.idle_seconds
+    used, wakes = [], []
+    for _ in range(max(1, args.repeat // 2)):
+        a = Arbiter(args.trapeze, "[watcher:i]\ncmd = /bin/sleep\nargs = 100000\nnumprocesses = 100\n")
+        a.wait(lambda ev: any(e["topic"] == "watcher.i.start" for e in ev))
+        time.sleep(0.5)
+        c0, s0 = cpu_ns(a.proc.pid), switches(a.proc.pid)
+        time.sleep(seconds)
+        used.append((cpu_ns(a.proc.pid) - c0) / 1e6)
+        wakes.append(switches(a.proc.pid) - s0)
+        a.stop()
+    print(f"idle with 100 processes for {seconds} s: CPU median {median(used):.3f} ms, context switches "
+          f"median {median(wakes)} (runs: {used}) (target < 10 ms)")
+
+
+def bench_rss(args):
+    n = 1000
+    rss = []
+    for _ in range(max(1, args.repeat // 2)):
+        a = Arbiter(args.trapeze, f"[watcher:m]\ncmd = /bin/sleep\nargs = 1000\nnumprocesses = {n}\n")
+        a.wait(lambda ev: any(e["topic"] == "watcher.m.start" for e in ev))
+        with open(f"/proc/{a.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS"):
+                    rss.append(int(line.split()[1]) / 1024)
+        a.stop()
+    print(f"RSS with {n} processes: median {median(rss):.1f} MiB (runs: {rss}) (target < 16 MiB)")
+
+
+def bench_stream(args):
+    size = 200 * 1000 * 1000
+    work = tempfile.mkdtemp(prefix="trapeze-stream-")
+    big = os.path.join(work, "big")
+    line = b"y" * 99 + b"\n"
+    with open(big, "wb") as f:
+        block = line * 10000
+        for _ in range(size // len(block)):
+            f.write(block)
+    ours, base = [], []
+    for r in range(args.repeat):
+        out = os.path.join(work, f"cat{r}.out")
+        t0 = time.time()
+        with open(out, "wb") as f:
+            subprocess.run(["cat", big], stdout=f, check=True)
+        base.append(time.time() - t0)
+        os.unlink(out)
+        out = os.path.join(work, f"trapeze{r}.out")
+        a = Arbiter(args.trapeze, f"[watcher:c]\ncmd = cat\nargs = {big}\nrespawn = false\n"
+                                  f"stdout_stream.class = FileStream\nstdout_stream.filename = {out}\n")
+        ev = a.wait(lambda ev: [e for e in ev if e["topic"] == "watcher.c.reap"] or None)
+        spawn = [e for e in a.events() if e["topic"] == "watcher.c.spawn"][0]
+        ours.append(ev[0]["data"]["time"] - spawn["data"]["time"])
+        a.stop()
+        assert os.path.getsize(out) == size, "bytes were lost"
+        os.unlink(out)
+    shutil.rmtree(work, ignore_errors=True)
+    mbps = lambda t: size / t / 1e6
+    print(f"stream 200 MB to a FileStream: trapeze median {mbps(median(ours)):.0f} MB/s, cat > file median "
+          f"{mbps(median(base)):.0f} MB/s; trapeze at {median(base)/median(ours)*100:.0f}% of cat (target >= 80%)")
+
+
+BENCHES = {"start": bench_start, "respawn": bench_respawn, "idle": bench_idle, "rss": bench_rss,
+           "stream": bench_stream}
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--build", default=os.path.join(TOP, "build"))
+    p.add_argument("--repeat", type=int, default=5)
+    p.add_argument("--idle-seconds", type=float, default=20)
+    p.add_argument("which", nargs="*", default=list(BENCHES))
+    args = p.parse_args()
+    args.trapeze = os.path.join(args.build, "arbiter", "trapeze")
+    args.baseline = os.path.join(args.build, "bench", "spawn_baseline")
+    for name in args.which:
+        BENCHES[name](args)
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
