@@ -16,6 +16,9 @@ file(RELATIVE_PATH TRAPEZE_PC_TO_PREFIX "/${CMAKE_INSTALL_LIBDIR}/pkgconfig" "/"
 configure_file(${CMAKE_CURRENT_LIST_DIR}/trapeze.pc.in ${CMAKE_CURRENT_BINARY_DIR}/trapeze.pc @ONLY)
 install(FILES ${CMAKE_CURRENT_BINARY_DIR}/trapeze.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig COMPONENT dev)
 install(DIRECTORY DESTINATION ${TRAPEZE_PLUGIN_INSTALL_DIR} COMPONENT runtime)
+# The systemd unit (Type=notify) and the user documentation.
+install(FILES packaging/trapeze.service DESTINATION lib/systemd/system COMPONENT runtime)
+install(DIRECTORY docs/ DESTINATION ${CMAKE_INSTALL_DOCDIR} COMPONENT runtime)
 
 set(CPACK_PACKAGE_NAME trapeze)
 set(CPACK_PACKAGE_VENDOR "trapeze")
