@@ -107,11 +107,13 @@ TEST_CASE("flapping pauses the watcher, then gives up: state failed, event faile
 TEST_CASE("stop: stop_signal to the group, SIGKILL after graceful_timeout", "[integration][watcher]") {
   TempDir dir;
   auto gc = (dir / "gc.pid").string();
+  auto armed = dir / "armed";  // written once SIGTERM is ignored
   Arbiter arbiter(dir, "stop.ini",
-                  watcher("stubborn", "ignore TERM forever", "graceful_timeout = 0.3") +
+                  watcher("stubborn", fmt::format("ignore TERM pidfile {} forever", armed.string()),
+                          "graceful_timeout = 0.3") +
                       watcher("polite", fmt::format("grandchild {} forever", gc)));
   auto spawns = arbiter.wait_events(".spawn", 2);
-  REQUIRE(wait_until([&] { return fs::exists(gc); }));
+  REQUIRE(wait_until([&] { return fs::exists(gc) && fs::exists(armed); }));
   pid_t grandchild = std::stoi(read_file(gc));
   REQUIRE(alive(grandchild));
   CHECK(arbiter.stop() == 0);
