@@ -16,6 +16,7 @@
 
 #include "system.hpp"
 #include "trapeze/conf/load.hpp"
+#include "trapeze/conf/paths.hpp"
 
 extern char** environ;
 
@@ -34,15 +35,17 @@ std::map<std::string, std::string> process_environment() {
   return env;
 }
 
-double unix_now() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
 // Two configs of one watcher differ in what it runs (its location in the file does not count).
 bool same_watcher(conf::WatcherConfig a, conf::WatcherConfig b) {
   a.where = {};
   b.where = {};
   return a == b;
+}
+
+// Only numprocesses differs: adjust the count, restart nothing.
+bool same_but_numprocesses(conf::WatcherConfig a, conf::WatcherConfig b) {
+  a.numprocesses = b.numprocesses;
+  return same_watcher(std::move(a), std::move(b));
 }
 
 }  // namespace
@@ -77,10 +80,18 @@ Arbiter::Arbiter(conf::Config config, std::string events_file)
       throw std::system_error(errno, std::system_category(), "cannot open events file '" + events_file + "'");
   }
   for (const auto& w : config_.watchers) add_watcher(w);
+
+  bus_ = std::make_unique<EventBus>(zmq_, conf::events_endpoint(config_, true));
+  control_ = std::make_unique<ControlServer>(
+      zmq_, loop_, conf::control_endpoint(config_, true),
+      [this](ctl::Request req, ControlServer::Reply reply) { on_request(std::move(req), std::move(reply)); });
+  spdlog::info("arbiter: control on {}, events on {}", control_->endpoint(), bus_->endpoint());
 }
 
 Arbiter::~Arbiter() {
   watchers_.clear();  // kills whatever an interrupted stop left
+  control_.reset();
+  bus_.reset();
   if (events_) std::fclose(events_);
 }
 
@@ -135,17 +146,19 @@ void Arbiter::state_changed(const std::string& watcher_name) {
   if (changed && after_stop_.count(name) &&
       (changed->state() == watchers::WatcherState::stopped ||
        changed->state() == watchers::WatcherState::failed)) {
-    // A reload waited for this stop.
+    // A reload, set or rm waited for this stop.
     auto node = after_stop_.extract(name);
     watchers_.erase(name);  // not inside its own call: state_changed runs from the loop's deferred work
-    if (node.mapped()) {
-      add_watcher(*node.mapped());
+    AfterStop& next = node.mapped();
+    if (next.config) {
+      add_watcher(*next.config);
       publish(name, "updated", {});
-      if (node.mapped()->autostart && phase_ != Phase::stopping) find(name)->start();
+      if (next.start && phase_ != Phase::stopping) find(name)->start();
     } else {
       publish(name, "remove", {});
     }
   }
+  check_waiters();
 
   switch (phase_) {
     case Phase::starting: {
@@ -197,10 +210,14 @@ void Arbiter::state_changed(const std::string& watcher_name) {
   }
 }
 
-void Arbiter::shutdown() {
-  if (phase_ == Phase::stopping) return;
+void Arbiter::shutdown(bool exit_after) {
+  if (phase_ == Phase::stopping) {
+    exit_after_stop_ = exit_after_stop_ || exit_after;
+    return;
+  }
+  exit_after_stop_ = exit_after;
   spdlog::info("arbiter: stopping every watcher");
-  sd_notify("STOPPING=1");
+  if (exit_after) sd_notify("STOPPING=1");
   phase_ = Phase::stopping;
   group_delay_.reset();
   groups_ = priority_groups(false);
@@ -222,6 +239,9 @@ void Arbiter::stop_next_group() {
     if (waiting) return;  // state_changed moves on
     ++group_;
   }
+  phase_ = Phase::running;
+  check_waiters();
+  if (!exit_after_stop_) return;
   publish_topic("arbiter.stop", {{"pid", getpid()}});
   spdlog::info("arbiter: stopped");
   loop_.stop();
@@ -255,7 +275,14 @@ void Arbiter::reload() {
       if (w.send_hup) current->signal_all(SIGHUP);
       continue;
     }
-    after_stop_[w.name] = std::make_unique<conf::WatcherConfig>(w);
+    bool was_running = current->state() != watchers::WatcherState::stopped &&
+                       current->state() != watchers::WatcherState::failed;
+    if (same_but_numprocesses(current->config(), w) && was_running && !after_stop_.count(w.name)) {
+      current->set_numprocesses(w.numprocesses);
+      publish(w.name, "updated", {});
+      continue;
+    }
+    after_stop_[w.name] = AfterStop{std::make_unique<conf::WatcherConfig>(w), w.autostart || was_running};
     current->stop();
     if (current->state() == watchers::WatcherState::stopped ||
         current->state() == watchers::WatcherState::failed)
@@ -263,7 +290,7 @@ void Arbiter::reload() {
   }
   for (const auto& [name, w] : watchers_) {
     if (seen.count(name)) continue;
-    after_stop_[name] = nullptr;
+    after_stop_[name] = AfterStop{nullptr, false};
     w->stop();
     if (w->state() == watchers::WatcherState::stopped || w->state() == watchers::WatcherState::failed)
       loop_.defer([this, n = name] { state_changed(n); });
@@ -319,11 +346,13 @@ void Arbiter::publish_topic(const std::string& topic, nlohmann::json payload) {
   if (!payload.is_object()) payload = nlohmann::json::object();
   payload["time"] = unix_now();
   payload["seq"] = ++seq_;
-  spdlog::debug("event {} {}", topic, payload.dump());
+  std::string text = payload.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  spdlog::debug("event {} {}", topic, text);
+  if (bus_) bus_->publish(topic, text);
   if (events_) {
-    nlohmann::json line = {{"topic", topic}, {"data", payload}};
-    std::string text = line.dump() + "\n";
-    std::fwrite(text.data(), 1, text.size(), events_);
+    // The payload is already JSON text: splice it in rather than serialize twice.
+    std::string line = "{\"topic\":" + nlohmann::json(topic).dump() + ",\"data\":" + text + "}\n";
+    std::fwrite(line.data(), 1, line.size(), events_);
     std::fflush(events_);
   }
 }

@@ -11,6 +11,13 @@
 #include <string>
 #include <vector>
 
+#include <deque>
+#include <functional>
+#include <optional>
+
+#include <zmq.hpp>
+
+#include "bus.hpp"
 #include "trapeze/conf/config.hpp"
 #include "trapeze/loop/loop.hpp"
 #include "trapeze/watchers/output.hpp"
@@ -21,7 +28,8 @@ namespace trapeze::arbiter {
 class Arbiter final : public watchers::WatcherHost {
  public:
   /// `events_file`: where to append every event as a JSON line (empty: nowhere).
-  /// Throws std::system_error when the loop or the signal fd cannot be made.
+  /// Binds the event bus and the control socket. Throws std::system_error when the loop or
+  /// the signal fd cannot be made, std::runtime_error when an endpoint cannot be bound.
   Arbiter(conf::Config config, std::string events_file);
   ~Arbiter() override;
 
@@ -34,13 +42,31 @@ class Arbiter final : public watchers::WatcherHost {
 
  private:
   enum class Phase { starting, running, stopping };
+  using Done = std::function<void()>;
+  using Job = std::function<void(Done)>;
+
+  // Control commands (commands.cpp).
+  void on_request(ctl::Request req, ControlServer::Reply reply);
+  void query(const ctl::Request& req, ControlServer::Reply& reply);
+  void run_next_job();
+  void when(std::function<bool()> settled, Done then);
+  void check_waiters();
+  std::vector<watchers::Watcher*> match(const ctl::Request& req, ControlServer::Reply& reply);
+  void start_all(Done done);
+  void stop_all(Done done);
+  watchers::Watcher* cmd_add(const ctl::Request& req, ControlServer::Reply& reply);
+  void cmd_set(const ctl::Request& req, ControlServer::Reply& reply, Done done);
+  void cmd_signal(const ctl::Request& req, ControlServer::Reply& reply);
+  nlohmann::json process_stats(const watchers::Watcher& w, const watchers::ProcessInfo& p) const;
+  nlohmann::json arbiter_stats() const;
+  void replace_after_stop(const std::string& name, std::unique_ptr<conf::WatcherConfig> cfg, bool start);
 
   using Group = std::vector<std::string>;
   std::vector<Group> priority_groups(bool autostart_only) const;
   void add_watcher(const conf::WatcherConfig& cfg);
   void start_next_group();
   void stop_next_group();
-  void shutdown();
+  void shutdown(bool exit_after = true);
   void reload();
   void on_signal();
   void reap_strays();
@@ -56,8 +82,20 @@ class Arbiter final : public watchers::WatcherHost {
   std::vector<Group> groups_;  // of the start or stop in progress
   std::size_t group_ = 0;
   loop::Timer group_delay_;
-  // Reload: what to do with a watcher once it stopped (replace its config, or remove it).
-  std::map<std::string, std::unique_ptr<conf::WatcherConfig>> after_stop_;
+  bool exit_after_stop_ = true;  // a stop of everything ends the arbiter (signals, quit)
+  // Reload, set, rm: what to do with a watcher once it stopped (replace its config, or remove
+  // it when there is none).
+  struct AfterStop {
+    std::unique_ptr<conf::WatcherConfig> config;
+    bool start = true;
+  };
+  std::map<std::string, AfterStop> after_stop_;
+  zmq::context_t zmq_{1};
+  std::unique_ptr<EventBus> bus_;
+  std::unique_ptr<ControlServer> control_;
+  std::deque<Job> jobs_;  // control commands that change something, one at a time
+  bool job_running_ = false;
+  std::vector<std::pair<std::function<bool()>, Done>> waiters_;
   loop::UniqueFd signal_fd_;
   loop::FdWatch signal_watch_;
   std::FILE* events_ = nullptr;

@@ -13,6 +13,7 @@
 #include "system.hpp"
 #include "trapeze/arbiter/run.hpp"
 #include "trapeze/conf/load.hpp"
+#include "trapeze/conf/paths.hpp"
 
 namespace trapeze::arbiter {
 namespace {
@@ -82,7 +83,7 @@ int run(const RunOptions& options) {
   try {
     pidfile = !options.pidfile.empty()          ? options.pidfile
               : !config.arbiter.pidfile.empty() ? config.arbiter.pidfile
-                                                : default_pidfile(options.config);
+                                                : conf::runtime_base(options.config, true) + ".pid";
     pid_t holder = 0;
     lock = PidfileLock::acquire(pidfile, holder);
     if (!lock) {

@@ -29,37 +29,6 @@ int report_fd = -1;
 
 }  // namespace
 
-std::string runtime_dir() {
-  std::string dir;
-  if (geteuid() == 0) {
-    dir = "/run/trapeze";
-  } else if (const char* xdg = std::getenv("XDG_RUNTIME_DIR"); xdg && *xdg) {
-    dir = std::string(xdg) + "/trapeze";
-  } else {
-    dir = fmt::format("/tmp/trapeze-{}", geteuid());
-  }
-  if (mkdir(dir.c_str(), 0700) < 0 && errno != EEXIST)
-    throw system_error(fmt::format("cannot create '{}'", dir));
-  struct stat st {};
-  if (lstat(dir.c_str(), &st) < 0) throw system_error(fmt::format("cannot stat '{}'", dir));
-  // In /tmp anyone could have made it first: refuse a directory that is not ours alone.
-  if (!S_ISDIR(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 077) != 0)
-    throw std::runtime_error(
-        fmt::format("cannot use '{}': not a directory owned by uid {} with mode 0700", dir, geteuid()));
-  return dir;
-}
-
-std::string default_pidfile(const std::string& config_path) {
-  std::error_code ec;
-  std::string absolute = std::filesystem::weakly_canonical(config_path, ec).string();
-  if (ec) absolute = std::filesystem::absolute(config_path).string();
-  // FNV-1a: the same config path always maps to the same pidfile.
-  std::uint64_t h = 1469598103934665603ull;
-  for (unsigned char c : absolute) h = (h ^ c) * 1099511628211ull;
-  std::string stem = std::filesystem::path(absolute).stem().string();
-  return fmt::format("{}/{}-{:08x}.pid", runtime_dir(), stem, static_cast<std::uint32_t>(h));
-}
-
 std::optional<PidfileLock> PidfileLock::acquire(const std::string& path, pid_t& holder) {
   holder = 0;
   loop::UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));

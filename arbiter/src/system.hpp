@@ -11,13 +11,6 @@
 
 namespace trapeze::arbiter {
 
-/// Where the arbiter keeps its pidfile and sockets: /run/trapeze as root, else
-/// $XDG_RUNTIME_DIR/trapeze, else /tmp/trapeze-UID. Created 0700. Throws std::runtime_error.
-std::string runtime_dir();
-
-/// The default pidfile of a config: one per config file (by its absolute path).
-std::string default_pidfile(const std::string& config_path);
-
 /// An exclusive lock on a pidfile, held for the arbiter's lifetime (across fork: the lock
 /// belongs to the open file, which the daemon inherits).
 class PidfileLock {

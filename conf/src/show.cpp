@@ -187,6 +187,8 @@ std::string signal_name(int signum) {
   return detail::signal_name(signum);
 }
 
+json to_json(const WatcherConfig& watcher) { return watcher_json(watcher); }
+
 json to_json(const Config& config) {
   json j;
   const ArbiterConfig& a = config.arbiter;

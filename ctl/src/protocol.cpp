@@ -31,7 +31,7 @@ const std::map<std::string, std::vector<Property>, std::less<>>& schemas() {
       {"decr", {{"name", Type::string, true}, {"nb", Type::integer, false}}},
       {"dstats", {}},
       {"get", {{"name", Type::string, true}, {"keys", Type::string_list, true}}},
-      {"globaloptions", {{"key", Type::string, false}}},
+      {"globaloptions", {{"key", Type::string, false}, {"option", Type::string, false}}},
       {"incr", {{"name", Type::string, true}, {"nb", Type::integer, false}}},
       {"kill",
        {{"name", Type::string, true}, {"signum", Type::signal, false}, {"pid", Type::integer, false}}},

@@ -138,6 +138,7 @@ struct Watcher::Process {
   pid_t pid = 0;
   ProcessState state = ProcessState::spawning;
   Clock::time_point started;
+  double started_at = 0;
   loop::UniqueFd pidfd;
   loop::FdWatch exit_watch;
   Stream out{"stdout", {}, {}, nullptr}, err{"stderr", {}, {}, nullptr};
@@ -167,7 +168,7 @@ Watcher::~Watcher() {
 std::vector<ProcessInfo> Watcher::processes() const {
   std::vector<ProcessInfo> out;
   for (const auto& [pid, p] : processes_)
-    if (p->state != ProcessState::exited) out.push_back({p->wid, pid, p->state, p->started});
+    if (p->state != ProcessState::exited) out.push_back({p->wid, pid, p->state, p->started, p->started_at});
   return out;
 }
 
@@ -414,6 +415,7 @@ void Watcher::spawn_process(int wid) {
   p.wid = wid;
   p.pid = child.pid;
   p.started = Clock::now();
+  p.started_at = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
   p.state = ProcessState::running;
   p.pidfd = std::move(child.pidfd);
   pid_t pid = p.pid;
@@ -501,7 +503,16 @@ void Watcher::check_started() {
   ctx_.host->publish(name(), "start", {});
 }
 
-void Watcher::stop_process(Process& p) {
+bool Watcher::kill_process(pid_t pid, std::optional<int> signum) {
+  auto it = processes_.find(pid);
+  if (it == processes_.end() || it->second->status) return false;
+  Process& p = *it->second;
+  p.replace = true;
+  stop_process(p, signum);
+  return true;
+}
+
+void Watcher::stop_process(Process& p, std::optional<int> signum) {
   if (p.asked_to_stop) return;
   if (p.status && p.streams_open == 0) return;  // reaped, its reap about to be published
   // An exited process still here has a group member holding its output open: stop that too.
@@ -509,7 +520,7 @@ void Watcher::stop_process(Process& p) {
   if (!p.status) p.state = ProcessState::stopping;
   p.ready_timer.reset();
   p.max_age_timer.reset();
-  ::kill(-p.pid, cfg_.stop_signal);
+  ::kill(-p.pid, signum.value_or(cfg_.stop_signal));
   pid_t pid = p.pid;
   p.kill_timer = ctx_.loop->after(cfg_.graceful_timeout, [this, pid] {
     auto it = processes_.find(pid);

@@ -14,6 +14,9 @@ namespace trapeze::conf {
 /// signals as "SIGTERM", modes as "022". circus [plugin:*] sections are not part of it.
 nlohmann::ordered_json to_json(const Config& config);
 
+/// One watcher's options, as in the "watchers" table of to_json (circus's `options` command).
+nlohmann::ordered_json to_json(const WatcherConfig& watcher);
+
 /// The same, written as TOML.
 std::string to_toml(const Config& config);
 

@@ -60,6 +60,7 @@ struct ProcessInfo {
   pid_t pid = 0;
   ProcessState state = ProcessState::spawning;
   std::chrono::steady_clock::time_point started;
+  double started_at = 0;  // unix seconds
 };
 
 struct WatcherStats {
@@ -98,6 +99,9 @@ class Watcher {
   void set_numprocesses(int n);
   /// Sends `signum` to every process group (signal command).
   void signal_all(int signum);
+  /// circus's kill: stops one process (`signum`, default stop_signal, then SIGKILL after
+  /// graceful_timeout); the watcher replaces it. Returns false when `pid` is not ours.
+  bool kill_process(pid_t pid, std::optional<int> signum);
   /// Called when `pid` may have exited (the SIGCHLD backstop). Returns whether it is ours.
   bool reap(pid_t pid);
 
@@ -112,7 +116,7 @@ class Watcher {
   void on_stream_closed(Process& p);
   void finalize(Process& p);
   void after_unexpected_exit(Process& p);
-  void stop_process(Process& p);
+  void stop_process(Process& p, std::optional<int> signum = std::nullopt);
   void check_started();
   void check_stopped();
   void fail(std::string reason);

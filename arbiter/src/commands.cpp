@@ -1,0 +1,670 @@
+// The control commands: circus's set and reply shapes (circus/commands/*.py), plus `logs`.
+// Queries are answered at once; commands that change something run one at a time, in the
+// order they arrived (circus refuses a command while another runs; we queue it).
+#include <fnmatch.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include <spdlog/spdlog.h>
+
+#include "arbiter.hpp"
+#include "trapeze/conf/load.hpp"
+#include "trapeze/conf/paths.hpp"
+#include "trapeze/conf/show.hpp"
+
+namespace trapeze::arbiter {
+namespace {
+
+using json = nlohmann::json;
+using ctl::ErrorCode;
+using watchers::WatcherState;
+
+bool settled(WatcherState s) {
+  return s != WatcherState::starting && s != WatcherState::stopping;
+}
+
+std::string lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return s;
+}
+
+// "TERM", "SIGTERM", "term" or 15.
+std::optional<int> signal_number(const json& v) {
+  if (v.is_number_integer()) {
+    auto n = v.get<long long>();
+    if (n > 0 && n < NSIG) return static_cast<int>(n);
+    return std::nullopt;
+  }
+  if (!v.is_string()) return std::nullopt;
+  std::string name = v.get<std::string>();
+  std::transform(name.begin(), name.end(), name.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::toupper(c)); });
+  if (name.rfind("SIG", 0) == 0) name = name.substr(3);
+  if (!name.empty() && name.find_first_not_of("0123456789") == std::string::npos)
+    return signal_number(json(std::stoll(name)));
+  for (int s = 1; s < NSIG; ++s)
+    if (const char* abbrev = sigabbrev_np(s); abbrev && name == abbrev) return s;
+  return std::nullopt;
+}
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+// The children of `pid`, from /proc (every thread's list).
+std::vector<pid_t> children_of(pid_t pid) {
+  std::vector<pid_t> out;
+  std::error_code ec;
+  for (auto it = std::filesystem::directory_iterator(fmt::format("/proc/{}/task", pid), ec);
+       !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
+    std::istringstream in(read_text(it->path() / "children"));
+    for (pid_t child; in >> child;) out.push_back(child);
+  }
+  return out;
+}
+
+json value_text(const json& v) {
+  if (v.is_string()) return v;
+  if (v.is_boolean()) return v.get<bool>() ? "true" : "false";
+  if (v.is_number()) return v.dump();
+  return nullptr;
+}
+
+}  // namespace
+
+void Arbiter::when(std::function<bool()> is_settled, Done then) {
+  if (is_settled()) {
+    then();
+    return;
+  }
+  waiters_.emplace_back(std::move(is_settled), std::move(then));
+}
+
+void Arbiter::check_waiters() {
+  // A continuation may add waiters (restart: stopped, now start): take the list first.
+  auto pending = std::move(waiters_);
+  waiters_.clear();
+  for (auto& [is_settled, then] : pending) {
+    if (is_settled())
+      then();
+    else
+      waiters_.emplace_back(std::move(is_settled), std::move(then));
+  }
+}
+
+void Arbiter::run_next_job() {
+  if (job_running_ || jobs_.empty()) return;
+  job_running_ = true;
+  Job job = std::move(jobs_.front());
+  jobs_.pop_front();
+  job([this] {
+    job_running_ = false;
+    loop_.defer([this] { run_next_job(); });
+  });
+}
+
+std::vector<watchers::Watcher*> Arbiter::match(const ctl::Request& req, ControlServer::Reply& reply) {
+  std::string name = req.properties.value("name", "");
+  std::string how = req.properties.value("match", "glob");
+  std::vector<watchers::Watcher*> out;
+  if (how == "simple") {
+    if (auto* w = find(lower(name))) out.push_back(w);
+  } else if (how == "glob") {
+    std::string pattern = lower(name);
+    for (auto& [n, w] : watchers_)
+      if (fnmatch(pattern.c_str(), lower(n).c_str(), 0) == 0) out.push_back(w.get());
+  } else {
+    reply.error(ErrorCode::message_error, fmt::format("unknown match method {}", how));
+    return {};
+  }
+  if (out.empty()) reply.error(ErrorCode::message_error, fmt::format("program {} not found", name));
+  std::sort(out.begin(), out.end(),
+            [](auto* a, auto* b) { return a->config().priority < b->config().priority; });
+  return out;
+}
+
+void Arbiter::start_all(Done done) {
+  groups_.clear();
+  for (auto& g : priority_groups(false)) {
+    Group stopped;
+    for (auto& n : g)
+      if (auto* w = find(n); w && (w->state() == WatcherState::stopped || w->state() == WatcherState::failed))
+        stopped.push_back(n);
+    if (!stopped.empty()) groups_.push_back(std::move(stopped));
+  }
+  group_ = 0;
+  phase_ = Phase::starting;
+  start_next_group();
+  when([this] { return phase_ != Phase::starting; }, std::move(done));
+}
+
+void Arbiter::stop_all(Done done) {
+  shutdown(false);
+  when([this] { return phase_ != Phase::stopping; }, std::move(done));
+}
+
+void Arbiter::replace_after_stop(const std::string& name, std::unique_ptr<conf::WatcherConfig> cfg,
+                                 bool start) {
+  auto* w = find(name);
+  after_stop_[name] = AfterStop{std::move(cfg), start};
+  w->stop();
+  if (settled(w->state())) loop_.defer([this, name] { state_changed(name); });
+}
+
+void Arbiter::on_request(ctl::Request req, ControlServer::Reply reply) {
+  static const std::set<std::string> queries = {"status", "list",        "numprocesses",  "numwatchers",
+                                                "get",    "options",     "globaloptions", "stats",
+                                                "dstats", "listsockets", "logs"};
+  if (queries.count(req.command)) {
+    query(req, reply);
+    return;
+  }
+  // Everything else changes something: in order, one at a time.
+  jobs_.push_back([this, req = std::move(req), reply = std::move(reply)](Done done) mutable {
+    const std::string& cmd = req.command;
+    bool waiting = req.waiting;
+    // Replies now, or (with waiting) once the work is done; the next job waits either way.
+    auto finish = [this, reply, waiting, done](json props = json::object()) mutable {
+      if (waiting) reply.ok(std::move(props));
+      done();
+    };
+    if (!waiting) {
+      // circus answers start/stop/... at once unless told to wait; queries of the result
+      // then see the work in progress.
+      if (cmd != "incr" && cmd != "decr" && cmd != "add" && cmd != "set" && cmd != "signal" && cmd != "kill")
+        reply.ok();
+    }
+    auto after = [this](std::vector<watchers::Watcher*> ws) {
+      std::vector<std::string> names;
+      for (auto* w : ws) names.push_back(w->name());
+      return [this, names] {
+        for (auto& n : names)
+          if (auto* w = find(n); w && !settled(w->state())) return false;
+        return !after_stop_.size() ||
+               std::none_of(names.begin(), names.end(), [&](auto& n) { return after_stop_.count(n) > 0; });
+      };
+    };
+
+    if (cmd == "start" || cmd == "stop" || cmd == "restart" || cmd == "reload") {
+      if (!req.properties.contains("name")) {
+        if (cmd == "start") return start_all([finish]() mutable { finish(); });
+        if (cmd == "stop") return stop_all([finish]() mutable { finish(); });
+        if (cmd == "reload") {
+          // circus's reload of everything: send_hup watchers get SIGHUP, the others restart.
+          for (auto& [n, w] : watchers_)
+            if (w->config().send_hup) w->signal_all(SIGHUP);
+        }
+        return stop_all([this, finish]() mutable { start_all([finish]() mutable { finish(); }); });
+      }
+      auto ws = match(req, reply);
+      if (ws.empty()) return done();
+      if (cmd == "start") {
+        for (auto* w : ws) w->start();
+      } else if (cmd == "stop") {
+        for (auto it = ws.rbegin(); it != ws.rend(); ++it) (*it)->stop();
+      } else {
+        std::vector<watchers::Watcher*> restart;
+        for (auto* w : ws) {
+          if (cmd == "reload" && w->config().send_hup)
+            w->signal_all(SIGHUP);
+          else
+            restart.push_back(w);
+        }
+        for (auto* w : restart) w->stop();
+        auto names = std::make_shared<std::vector<std::string>>();
+        for (auto* w : restart) names->push_back(w->name());
+        return when(after(restart), [this, names, after, finish]() mutable {
+          std::vector<watchers::Watcher*> again;
+          for (auto& n : *names)
+            if (auto* w = find(n)) {
+              w->start();
+              again.push_back(w);
+            }
+          when(after(again), [finish]() mutable { finish(); });
+        });
+      }
+      return when(after(ws), [finish]() mutable { finish(); });
+    }
+
+    if (cmd == "incr" || cmd == "decr") {
+      auto* w = find(lower(req.properties["name"].get<std::string>()));
+      if (!w) {
+        reply.error(ErrorCode::message_error,
+                    fmt::format("program {} not found", req.properties["name"].get<std::string>()));
+        return done();
+      }
+      if (w->config().singleton) {
+        reply.ok({{"numprocesses", w->config().numprocesses}, {"singleton", true}});
+        return done();
+      }
+      int nb = static_cast<int>(req.properties.value("nb", 1LL));
+      int n = w->config().numprocesses + (cmd == "incr" ? nb : -nb);
+      w->set_numprocesses(std::max(n, 0));
+      reply.ok({{"numprocesses", w->config().numprocesses}});
+      return done();
+    }
+    if (cmd == "reloadconfig") {
+      reload();
+      return when(
+          [this] {
+            return after_stop_.empty() && std::all_of(watchers_.begin(), watchers_.end(),
+                                                      [](auto& kv) { return settled(kv.second->state()); });
+          },
+          [finish]() mutable { finish(); });
+    }
+    if (cmd == "add") {
+      if (auto* w = cmd_add(req, reply)) {
+        if (req.properties.value("start", false)) w->start();
+        reply.ok();
+      }
+      return done();
+    }
+    if (cmd == "rm") {
+      auto ws = match({req.id, req.command, {{"name", req.properties["name"]}, {"match", "simple"}}}, reply);
+      if (ws.empty()) return done();
+      std::string name = ws[0]->name();
+      replace_after_stop(name, nullptr, false);
+      return when([this, name] { return !after_stop_.count(name); }, [finish]() mutable { finish(); });
+    }
+    if (cmd == "set") return cmd_set(req, reply, done);
+    if (cmd == "signal") {
+      cmd_signal(req, reply);
+      return done();
+    }
+    if (cmd == "kill") {
+      auto ws = match({req.id, req.command, {{"name", req.properties["name"]}, {"match", "simple"}}}, reply);
+      if (ws.empty()) return done();
+      std::optional<int> signum;
+      if (req.properties.contains("signum")) {
+        signum = signal_number(req.properties["signum"]);
+        if (!signum) {
+          reply.error(ErrorCode::message_error, "signal invalid");
+          return done();
+        }
+      }
+      auto* w = ws[0];
+      if (req.properties.contains("pid")) {
+        if (!w->kill_process(static_cast<pid_t>(req.properties["pid"].get<long long>()), signum)) {
+          reply.error(ErrorCode::message_error,
+                      fmt::format("process {} not found in {}", req.properties["pid"].dump(), w->name()));
+          return done();
+        }
+      } else {
+        for (auto& p : w->processes()) w->kill_process(p.pid, signum);
+      }
+      reply.ok();
+      return done();
+    }
+    if (cmd == "quit") {
+      shutdown(true);
+      return done();
+    }
+    reply.error(ErrorCode::unknown_command, fmt::format("unknown command: {}", cmd));
+    done();
+  });
+  run_next_job();
+}
+
+watchers::Watcher* Arbiter::cmd_add(const ctl::Request& req, ControlServer::Reply& reply) {
+  std::string name = lower(req.properties["name"].get<std::string>());
+  auto fail = [&](ErrorCode code, const std::string& reason) -> watchers::Watcher* {
+    reply.error(code, reason);
+    return nullptr;
+  };
+  if (find(name)) return fail(ErrorCode::command_error, fmt::format("watcher {} already exists", name));
+  // The options go through the INI loader, so they are checked exactly as in a config file.
+  std::string text = fmt::format("[watcher:{}]\ncmd = {}\n", name, req.properties["cmd"].get<std::string>());
+  if (req.properties.contains("args")) text += "args = " + req.properties["args"].get<std::string>() + "\n";
+  for (auto& [key, value] : req.properties.value("options", json::object()).items()) {
+    json v = value_text(value);
+    if (v.is_null())
+      return fail(ErrorCode::message_error,
+                  fmt::format("option {}: expected a string, number or boolean", key));
+    std::string s = v.get<std::string>();
+    if (key.find_first_of("\n=:[]") != std::string::npos || s.find('\n') != std::string::npos)
+      return fail(ErrorCode::message_error, fmt::format("option {}: line breaks are not allowed", key));
+    text += key + " = " + s + "\n";
+  }
+  conf::Config added;
+  try {
+    added = conf::load_ini_text(text, config_.path, conf::LoadOptions::from_process());
+  } catch (const conf::ConfigError& e) {
+    std::string reason;
+    for (const auto& d : e.diagnostics())
+      if (d.severity == conf::Severity::error)
+        reason += (reason.empty() ? "" : "; ") + d.key + ": " + d.message;
+    return fail(ErrorCode::message_error, reason);
+  }
+  if (added.watchers.size() != 1) return fail(ErrorCode::message_error, "cmd: line breaks are not allowed");
+  add_watcher(added.watchers[0]);
+  publish(name, "add", {});
+  return find(name);
+}
+
+void Arbiter::cmd_set(const ctl::Request& req, ControlServer::Reply& reply, Done done) {
+  auto ws = match({req.id, req.command, {{"name", req.properties["name"]}, {"match", "simple"}}}, reply);
+  if (ws.empty()) return done();
+  auto* w = ws[0];
+  conf::WatcherConfig next = w->config();
+  // Each option is read by the INI loader on its own, then copied over: the checks are the
+  // config file's.
+  std::string text = fmt::format("[watcher:{}]\ncmd = {}\n", w->name(), w->config().cmd);
+  std::vector<std::string> keys;
+  for (auto& [key, value] : req.properties["options"].items()) {
+    json v = value_text(value);
+    if (v.is_null() || key.find_first_of("\n=:[]") != std::string::npos ||
+        v.get<std::string>().find('\n') != std::string::npos) {
+      reply.error(ErrorCode::message_error,
+                  fmt::format("option {}: expected a one-line string, number or boolean", key));
+      return done();
+    }
+    text += key + " = " + v.get<std::string>() + "\n";
+    keys.push_back(key);
+  }
+  conf::Config parsed;
+  try {
+    auto options = conf::LoadOptions::from_process();
+    options.check_commands = false;
+    parsed = conf::load_ini_text(text, config_.path, options);
+  } catch (const conf::ConfigError& e) {
+    std::string reason;
+    for (const auto& d : e.diagnostics())
+      if (d.severity == conf::Severity::error)
+        reason += (reason.empty() ? "" : "; ") + d.key + ": " + d.message;
+    reply.error(ErrorCode::message_error, reason);
+    return done();
+  }
+  const conf::WatcherConfig& p = parsed.watchers.at(0);
+  bool only_count = true;
+  for (auto& key : keys) {
+    if (key == "numprocesses")
+      next.numprocesses = p.numprocesses;
+    else {
+      only_count = false;
+      if (key == "cmd")
+        next.cmd = p.cmd;
+      else if (key == "args")
+        next.args = p.args;
+      else if (key == "warmup_delay")
+        next.warmup_delay = p.warmup_delay;
+      else if (key == "graceful_timeout")
+        next.graceful_timeout = p.graceful_timeout;
+      else if (key == "stop_signal")
+        next.stop_signal = p.stop_signal;
+      else if (key == "max_age")
+        next.max_age = p.max_age;
+      else if (key == "max_age_variance")
+        next.max_age_variance = p.max_age_variance;
+      else if (key == "min_uptime")
+        next.min_uptime = p.min_uptime;
+      else if (key == "max_retry")
+        next.max_retry = p.max_retry;
+      else if (key == "respawn")
+        next.respawn = p.respawn;
+      else if (key == "priority")
+        next.priority = p.priority;
+      else if (key == "working_dir")
+        next.working_dir = p.working_dir;
+      else if (key == "send_hup")
+        next.send_hup = p.send_hup;
+      else if (key == "singleton")
+        next.singleton = p.singleton;
+      else if (key == "autostart")
+        next.autostart = p.autostart;
+      else {
+        reply.error(ErrorCode::message_error, fmt::format("option {} cannot be set at run time", key));
+        return done();
+      }
+    }
+  }
+  if (only_count) {
+    w->set_numprocesses(next.numprocesses);
+    publish(w->name(), "updated", {});
+    reply.ok();
+    return done();
+  }
+  bool running = !(w->state() == WatcherState::stopped || w->state() == WatcherState::failed);
+  std::string name = w->name();
+  reply.ok();
+  replace_after_stop(name, std::make_unique<conf::WatcherConfig>(std::move(next)), running);
+  when([this, name] { return !after_stop_.count(name); }, std::move(done));
+}
+
+void Arbiter::cmd_signal(const ctl::Request& req, ControlServer::Reply& reply) {
+  auto ws = match({req.id, req.command, {{"name", req.properties["name"]}, {"match", "simple"}}}, reply);
+  if (ws.empty()) return;
+  auto signum = signal_number(req.properties["signum"]);
+  if (!signum) return reply.error(ErrorCode::message_error, "signal invalid");
+  if (req.properties.contains("childpid") && !req.properties.contains("pid"))
+    return reply.error(ErrorCode::message_error, "cannot specify childpid without pid");
+  std::vector<pid_t> pids;
+  for (auto& p : ws[0]->processes()) pids.push_back(p.pid);
+  if (req.properties.contains("pid")) {
+    auto pid = static_cast<pid_t>(req.properties["pid"].get<long long>());
+    if (std::find(pids.begin(), pids.end(), pid) == pids.end())
+      return reply.error(ErrorCode::message_error,
+                         fmt::format("process {} not found in {}", pid, ws[0]->name()));
+    pids = {pid};
+  }
+  bool children = req.properties.value("children", false);
+  bool recursive = req.properties.value("recursive", false);
+  for (pid_t pid : pids) {
+    if (req.properties.contains("childpid")) {
+      auto child = static_cast<pid_t>(req.properties["childpid"].get<long long>());
+      auto kids = children_of(pid);
+      if (std::find(kids.begin(), kids.end(), child) == kids.end())
+        return reply.error(ErrorCode::message_error, fmt::format("process {} has no child {}", pid, child));
+      ::kill(child, *signum);
+      continue;
+    }
+    if (!children) ::kill(pid, *signum);
+    if (children || recursive) {
+      std::vector<pid_t> todo = children_of(pid);
+      while (!todo.empty()) {
+        pid_t c = todo.back();
+        todo.pop_back();
+        ::kill(c, *signum);
+        if (recursive)
+          for (pid_t g : children_of(c)) todo.push_back(g);
+      }
+    }
+  }
+  reply.ok();
+}
+
+json Arbiter::process_stats(const watchers::Watcher&, const watchers::ProcessInfo& p) const {
+  json info = {{"pid", p.pid},
+               {"wid", p.wid},
+               {"started", p.started_at},
+               {"age", unix_now() - p.started_at},
+               {"status", std::string(watchers::to_string(p.state))}};
+  std::string stat = read_text(fmt::format("/proc/{}/stat", p.pid));
+  auto close = stat.rfind(')');
+  if (close != std::string::npos) {
+    std::istringstream rest(stat.substr(close + 2));
+    std::vector<std::string> f((std::istream_iterator<std::string>(rest)),
+                               std::istream_iterator<std::string>());
+    // Fields after the name, from "state" (index 0 here, field 3 in proc(5)).
+    if (f.size() > 22) {
+      double ticks = static_cast<double>(sysconf(_SC_CLK_TCK));
+      double cpu_seconds = (std::stod(f[11]) + std::stod(f[12])) / ticks;
+      long long rss_pages = std::stoll(f[21]);
+      info["ctime"] = cpu_seconds;
+      info["cpu"] = info["age"].get<double>() > 0 ? 100.0 * cpu_seconds / info["age"].get<double>() : 0.0;
+      info["nice"] = std::stoll(f[16]);
+      info["mem_info1"] = rss_pages * sysconf(_SC_PAGESIZE);
+      info["mem_info2"] = std::stoll(f[20]);
+      long long total = sysconf(_SC_PHYS_PAGES);
+      info["mem"] = total > 0 ? 100.0 * static_cast<double>(rss_pages) / static_cast<double>(total) : 0.0;
+    }
+  }
+  std::string cmdline = read_text(fmt::format("/proc/{}/cmdline", p.pid));
+  std::replace(cmdline.begin(), cmdline.end(), '\0', ' ');
+  while (!cmdline.empty() && cmdline.back() == ' ') cmdline.pop_back();
+  info["cmdline"] = cmdline;
+  json kids = json::array();
+  for (pid_t c : children_of(p.pid)) kids.push_back(c);
+  info["children"] = kids;
+  return info;
+}
+
+json Arbiter::arbiter_stats() const {
+  json info = {{"pid", getpid()}, {"version", TRAPEZE_VERSION}};
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  info["cpu_seconds"] = static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+                        static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+  info["max_rss_kib"] = ru.ru_maxrss;
+  std::size_t fds = 0;
+  std::error_code ec;
+  for (auto it = std::filesystem::directory_iterator("/proc/self/fd", ec);
+       !ec && it != std::filesystem::directory_iterator(); it.increment(ec))
+    ++fds;
+  info["fds"] = fds;
+  const auto& ls = loop_.stats();
+  info["loop"] = {{"iterations", ls.iterations}, {"timers_fired", ls.timers_fired}, {"posted", ls.posted}};
+  auto out = output_.totals();
+  info["output"] = {{"written_bytes", out.written_bytes},
+                    {"dropped_bytes", out.dropped_bytes},
+                    {"write_errors", out.write_errors},
+                    {"rotations", out.rotations}};
+  json ws = json::object();
+  for (auto& [name, w] : watchers_) {
+    const auto& s = w->stats();
+    ws[name] = {
+        {"spawns", s.spawns}, {"spawn_failures", s.spawn_failures}, {"reaps", s.reaps}, {"kills", s.kills}};
+  }
+  info["watchers"] = ws;
+  info["jobs_queued"] = jobs_.size() + (job_running_ ? 1 : 0);
+  return info;
+}
+
+void Arbiter::query(const ctl::Request& req, ControlServer::Reply& reply) {
+  const std::string& cmd = req.command;
+  const json& props = req.properties;
+  auto named = [&]() -> watchers::Watcher* {
+    auto* w = find(lower(props["name"].get<std::string>()));
+    if (!w)
+      reply.error(ErrorCode::message_error,
+                  fmt::format("program {} not found", props["name"].get<std::string>()));
+    return w;
+  };
+  if (cmd == "status") {
+    if (props.contains("name")) {
+      if (auto* w = named()) reply.ok({{"status", std::string(watchers::to_string(w->state()))}});
+      return;
+    }
+    json statuses = json::object();
+    for (auto& [n, w] : watchers_) statuses[n] = std::string(watchers::to_string(w->state()));
+    return reply.ok({{"statuses", statuses}});
+  }
+  if (cmd == "list") {
+    if (props.contains("name")) {
+      if (auto* w = named()) {
+        json pids = json::array();
+        for (auto& p : w->processes()) pids.push_back(p.pid);
+        reply.ok({{"pids", pids}});
+      }
+      return;
+    }
+    json names = json::array();
+    for (auto& [n, w] : watchers_) names.push_back(n);
+    return reply.ok({{"watchers", names}});
+  }
+  if (cmd == "numprocesses") {
+    if (props.contains("name")) {
+      if (auto* w = named()) reply.ok({{"numprocesses", w->processes().size()}, {"watcher_name", w->name()}});
+      return;
+    }
+    std::size_t total = 0;
+    for (auto& [n, w] : watchers_) total += w->processes().size();
+    return reply.ok({{"numprocesses", total}});
+  }
+  if (cmd == "numwatchers") return reply.ok({{"numwatchers", watchers_.size()}});
+  if (cmd == "options" || cmd == "get") {
+    auto* w = named();
+    if (!w) return;
+    json all = json::parse(conf::to_json(w->config()).dump());
+    all["numprocesses"] = w->config().numprocesses;
+    if (cmd == "options") return reply.ok({{"options", all}});
+    json out = json::object();
+    for (auto& key : props["keys"]) {
+      auto k = key.get<std::string>();
+      if (!all.contains(k))
+        return reply.error(ErrorCode::message_error, fmt::format("'{}' option not found", k));
+      out[k] = all[k];
+    }
+    return reply.ok({{"options", out}});
+  }
+  if (cmd == "globaloptions") {
+    const auto& a = config_.arbiter;
+    json all = {{"endpoint", control_->endpoint()},
+                {"pubsub_endpoint", bus_->endpoint()},
+                {"check_delay", std::chrono::duration<double>(a.check_delay).count()},
+                {"multicast_endpoint", nullptr},
+                {"stats_endpoint", nullptr},
+                {"statsd", false},
+                {"loglevel", a.loglevel},
+                {"logoutput", a.logoutput},
+                {"warmup_delay", std::chrono::duration<double>(a.warmup_delay).count()},
+                {"priority_order", std::string(conf::to_string(a.priority_order))},
+                {"pidfile", a.pidfile}};
+    std::string wanted = props.value("option", props.value("key", ""));
+    if (wanted.empty()) return reply.ok({{"options", all}});
+    if (!all.contains(wanted))
+      return reply.error(ErrorCode::message_error, fmt::format("'{}' not an existing option", wanted));
+    return reply.ok({{"options", {{wanted, all[wanted]}}}});
+  }
+  if (cmd == "stats") {
+    if (props.contains("name")) {
+      auto* w = named();
+      if (!w) return;
+      if (props.contains("process")) {
+        auto pid = props["process"].get<long long>();
+        for (auto& p : w->processes())
+          if (p.pid == pid) return reply.ok({{"process", pid}, {"info", process_stats(*w, p)}});
+        return reply.error(ErrorCode::message_error,
+                           fmt::format("process {} not found in {}", pid, w->name()));
+      }
+      json info = json::object();
+      for (auto& p : w->processes()) info[std::to_string(p.pid)] = process_stats(*w, p);
+      return reply.ok({{"name", w->name()}, {"info", info}});
+    }
+    json infos = json::object();
+    for (auto& [n, w] : watchers_) {
+      json info = json::object();
+      for (auto& p : w->processes()) info[std::to_string(p.pid)] = process_stats(*w, p);
+      infos[n] = info;
+    }
+    return reply.ok({{"infos", infos}});
+  }
+  if (cmd == "dstats") return reply.ok({{"info", arbiter_stats()}});
+  if (cmd == "listsockets") return reply.ok({{"sockets", json::array()}});
+  if (cmd == "logs") {
+    auto* w = named();
+    if (!w) return;
+    std::string tail = w->output_tail();
+    auto lines = static_cast<std::size_t>(props.value("lines", 100LL));
+    // The last `lines` lines of the tail.
+    std::size_t pos = tail.size();
+    if (!tail.empty() && tail.back() == '\n') --pos;
+    for (std::size_t n = 0; n < lines && pos != std::string::npos && pos > 0; ++n)
+      pos = tail.rfind('\n', pos - 1);
+    std::string out = pos == std::string::npos || pos == 0 ? tail : tail.substr(pos + 1);
+    return reply.ok({{"name", w->name()}, {"output", out}});
+  }
+  reply.error(ErrorCode::unknown_command, fmt::format("unknown command: {}", cmd));
+}
+
+}  // namespace trapeze::arbiter
