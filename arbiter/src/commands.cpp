@@ -326,7 +326,8 @@ watchers::Watcher* Arbiter::cmd_add(const ctl::Request& req, ControlServer::Repl
   // The options go through the INI loader, so they are checked exactly as in a config file.
   std::string text = fmt::format("[watcher:{}]\ncmd = {}\n", name, req.properties["cmd"].get<std::string>());
   if (req.properties.contains("args")) text += "args = " + req.properties["args"].get<std::string>() + "\n";
-  for (auto& [key, value] : req.properties.value("options", json::object()).items()) {
+  const json options = req.properties.value("options", json::object());
+  for (auto& [key, value] : options.items()) {
     json v = value_text(value);
     if (v.is_null())
       return fail(ErrorCode::message_error,
