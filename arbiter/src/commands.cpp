@@ -437,9 +437,14 @@ void Arbiter::cmd_set(const ctl::Request& req, ControlServer::Reply& reply, Done
   }
   bool running = !(w->state() == WatcherState::stopped || w->state() == WatcherState::failed);
   std::string name = w->name();
-  reply.ok();
+  bool waiting = req.waiting;
+  if (!waiting) reply.ok();
   replace_after_stop(name, std::make_unique<conf::WatcherConfig>(std::move(next)), running);
-  when([this, name] { return !after_stop_.count(name); }, std::move(done));
+  when([this, name] { return !after_stop_.count(name); },
+       [reply, waiting, done = std::move(done)]() mutable {
+         if (waiting) reply.ok();
+         done();
+       });
 }
 
 void Arbiter::cmd_signal(const ctl::Request& req, ControlServer::Reply& reply) {

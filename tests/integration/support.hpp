@@ -62,6 +62,7 @@ class TempDir {
     path_ = tmpl;
   }
   ~TempDir() {
+    if (std::getenv("TRAPEZE_TEST_KEEP")) return;  // keep the files of a failing test to read
     std::error_code ec;
     fs::remove_all(path_, ec);
   }

@@ -145,7 +145,8 @@ struct Watcher::Process {
   int streams_open = 0;  // pipes not yet at EOF and flushed
   std::optional<ExitStatus> status;
   bool asked_to_stop = false;
-  bool replace = false;  // max_age: spawn a new one in its slot once it exited
+  bool replace = false;     // max_age, kill: spawn a new one in its slot once it exited
+  bool unexpected = false;  // it exited without being asked to
   loop::Timer ready_timer, kill_timer, max_age_timer;
 };
 
@@ -534,37 +535,31 @@ void Watcher::stop_process(Process& p, std::optional<int> signum) {
   });
 }
 
-// Called when the pidfd of a process became readable: it exited.
+// Called when the pidfd of a process became readable: it exited. Its reap, and what follows
+// (a respawn, a replacement), wait until its output is drained: see finalize().
 void Watcher::on_status(Process& p) {
   siginfo_t info{};
   if (waitid(P_PIDFD, static_cast<id_t>(p.pidfd.get()), &info, WEXITED | WNOHANG) < 0 || info.si_pid == 0)
     return;
   p.exit_watch.reset();
   p.status = ExitStatus::from_siginfo(info);
-  ProcessState was = p.state;
+  p.unexpected = p.state != ProcessState::stopping;
   p.state = ProcessState::exited;
   p.ready_timer.reset();
   p.max_age_timer.reset();
-  switch (was) {
-    case ProcessState::spawning:
-    case ProcessState::running:
-    case ProcessState::ready:
-      after_unexpected_exit(p);
-      break;
-    case ProcessState::stopping:
-      spdlog::info("watcher {}: pid {} {}", name(), p.pid, *p.status);
-      if (p.replace && (state_ == WatcherState::active || state_ == WatcherState::starting) && !paused_ &&
-          p.wid <= wanted() && !slot_busy(p.wid))
-        spawn_process(p.wid);
-      break;
-    case ProcessState::exited:
-      break;
-  }
-  if (p.streams_open == 0) finalize(p);
+  if (p.unexpected)
+    spdlog::warn("watcher {}: pid {} {}", name(), p.pid, *p.status);
+  else
+    spdlog::info("watcher {}: pid {} {}", name(), p.pid, *p.status);
+  if (p.streams_open == 0) return finalize(p);
+  // Something of its process group still holds its output open. Before a replacement may
+  // start, those leftovers are stopped, as systemd empties a service's cgroup before a restart;
+  // without a respawn to come they are left alone (and the reap waits for them).
+  bool running = state_ == WatcherState::starting || state_ == WatcherState::active;
+  if (p.unexpected && running && cfg_.respawn) stop_process(p);
 }
 
 void Watcher::after_unexpected_exit(Process& p) {
-  spdlog::warn("watcher {}: pid {} {}", name(), p.pid, *p.status);
   switch (state_) {
     case WatcherState::starting:
     case WatcherState::active:
@@ -651,15 +646,21 @@ void Watcher::on_stream_closed(Process& p) {
   if (p.streams_open == 0 && p.status) finalize(p);
 }
 
-// Called once a process exited and its output was drained: its one reap.
+// Called once a process exited and its output was drained: its one reap, then its
+// replacement if one is due, so a subscriber always sees a slot's reap before its next spawn.
 void Watcher::finalize(Process& p) {
   ++stats_.reaps;
   pid_t pid = p.pid;
-  int wid = p.wid;
-  int code = p.status->bus_code();
   // The record goes first: status must not show the process once its reap is published.
   auto node = processes_.extract(pid);
-  ctx_.host->publish(name(), "reap", {{"process_pid", pid}, {"process_id", wid}, {"exit_code", code}});
+  ctx_.host->publish(name(), "reap",
+                     {{"process_pid", pid}, {"process_id", p.wid}, {"exit_code", p.status->bus_code()}});
+  if (p.unexpected) {
+    after_unexpected_exit(p);
+  } else if (p.replace && (state_ == WatcherState::active || state_ == WatcherState::starting) && !paused_ &&
+             p.wid <= wanted() && !slot_busy(p.wid)) {
+    spawn_process(p.wid);
+  }
   // Free the process (its timers, watches) after this iteration: we may be inside its callback.
   auto holder = std::make_shared<decltype(node)>(std::move(node));
   ctx_.loop->defer([holder] {});

@@ -1,0 +1,82 @@
+// The trapeze client as a user runs it against a real arbiter: output, --json, exit codes.
+#include "zmq_support.hpp"
+
+using namespace trapeze::testing;
+
+namespace {
+
+struct Run {
+  int status = -1;
+  std::string out, err;
+};
+
+Run run_cli(const TempDir& dir, const std::vector<std::string>& args) {
+  auto out = dir / "cli.out", err = dir / "cli.err";
+  pid_t pid = fork();
+  if (pid == 0) {
+    int o = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    int e = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    dup2(o, 1);
+    dup2(e, 2);
+    std::vector<std::string> all = {TRAPEZE_BINARY};
+    all.insert(all.end(), args.begin(), args.end());
+    std::vector<char*> argv;
+    for (auto& a : all) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, read_file(out), read_file(err)};
+}
+
+}  // namespace
+
+TEST_CASE("cli: status, list, incr and errors against a running arbiter", "[integration][bus]") {
+  TempDir dir;
+  Arbiter arbiter(dir, "cli.ini", fmt::format("[watcher:web]\ncmd = {}\nargs = forever\n", child()));
+  arbiter.wait_events("web.start");
+  std::string cfg = arbiter.config().string();
+
+  auto r = run_cli(dir, {"-c", cfg, "status"});
+  CHECK(r.status == 0);
+  CHECK(r.out == "WATCHER  STATUS\nweb      active\n");
+  r = run_cli(dir, {"status", "web", "-c", cfg});
+  CHECK(r.out == "active\n");
+  r = run_cli(dir, {"-c", cfg, "--json", "numwatchers"});
+  CHECK(Json::parse(r.out)["numwatchers"] == 1);
+  r = run_cli(dir, {"-c", cfg, "incr", "web", "2"});
+  CHECK(r.status == 0);
+  CHECK(r.out == "3\n");
+  r = run_cli(dir, {"-c", cfg, "status", "nope"});
+  CHECK(r.status == 1);
+  CHECK(r.err == "trapeze: error: program nope not found\n");
+  r = run_cli(dir, {"status"});
+  CHECK(r.status == 2);
+  CHECK(r.err == "trapeze: no arbiter given: use -c CONFIG, --endpoint ENDPOINT or $TRAPEZE_ENDPOINT\n");
+  r = run_cli(dir, {"--endpoint", fmt::format("ipc://{}/nobody-here", dir.path().string()), "--timeout", "0.3", "status"});
+  CHECK(r.status == 3);
+  CHECK(r.err.find("trapeze: no answer from ipc://") == 0);
+
+  // listen: the events of a decr, as they happen.
+  pid_t listener = fork();
+  if (listener == 0) {
+    int o = ::open((dir / "listen.out").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    dup2(o, 1);
+    execl(TRAPEZE_BINARY, TRAPEZE_BINARY, "listen", "-c", cfg.c_str(), "--json", "watcher.web.reap", "--count", "1",
+          static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  // Until the subscription is live, decr/incr pairs go unheard: repeat them.
+  int status = 0;
+  REQUIRE(wait_until([&] {
+    run_cli(dir, {"-c", cfg, "decr", "web"});
+    run_cli(dir, {"-c", cfg, "incr", "web"});
+    return waitpid(listener, &status, WNOHANG) == listener;
+  }, std::chrono::seconds(20)));
+  auto line = Json::parse(read_file(dir / "listen.out"));
+  CHECK(line["topic"] == "watcher.web.reap");
+  CHECK(line["data"]["exit_code"] == -SIGTERM);
+  CHECK(arbiter.stop() == 0);
+}
