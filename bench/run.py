@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """trapeze benchmarks. Reports medians over repeated runs, and ratios to a baseline.
 
-    python3 bench/run.py [--build build] [--repeat 5] [start respawn idle rss stream ...]
+    python3 bench/run.py [--build build] [--repeat 5] [start respawn idle rss stream bus ...]
 
 Needs a build (./dev test, or cmake --build build) with bench/spawn_baseline. Uses only the
 Python standard library. Nothing here is a test: on a shared machine the figures move; compare
@@ -197,8 +197,31 @@ def bench_stream(args):
           f"{mbps(median(base)):.0f} MB/s; trapeze at {median(base)/median(ours)*100:.0f}% of cat (target >= 80%)")
 
 
+def bench_bus(args):
+    requests, kills = 1000, 100
+    trips, reaps = [], []
+    for _ in range(max(1, args.repeat // 2)):
+        work = tempfile.mkdtemp(prefix="trapeze-bus-")
+        control, events = f"ipc://{work}/control", f"ipc://{work}/events"
+        a = Arbiter(args.trapeze, f"[circus]\nendpoint = {control}\npubsub_endpoint = {events}\n"
+                                  "[watcher:b]\ncmd = /bin/sleep\nargs = 1000\nnumprocesses = 2\n"
+                                  "min_uptime = 0\ncheck_flapping = false\n")
+        a.wait(lambda ev: any(e["topic"] == "watcher.b.start" for e in ev))
+        out = subprocess.run([args.bus_bench, control, events, "b", str(requests), str(kills)],
+                             capture_output=True, text=True, check=True)
+        a.stop()
+        shutil.rmtree(work, ignore_errors=True)
+        figures = json.loads(out.stdout)
+        trips.append(median(figures["round_trip_us"]))
+        reaps.append((pct(figures["kill_to_reap_us"], 50), pct(figures["kill_to_reap_us"], 99)))
+    print(f"control round trip (status, raw DEALER, {requests} requests a run): median of run medians "
+          f"{median(trips):.1f} us (runs: {', '.join(f'{x:.0f}' for x in trips)}) (target < 200 us)")
+    print(f"SIGKILL to reap event at a subscriber ({kills} kills a run): p50 {median(r[0] for r in reaps):.0f} us, "
+          f"p99 {median(r[1] for r in reaps):.0f} us, medians of runs (target p50 < 1000 us)")
+
+
 BENCHES = {"start": bench_start, "respawn": bench_respawn, "idle": bench_idle, "rss": bench_rss,
-           "stream": bench_stream}
+           "stream": bench_stream, "bus": bench_bus}
 
 
 def main():
@@ -210,6 +233,7 @@ def main():
     args = p.parse_args()
     args.trapeze = os.path.join(args.build, "arbiter", "trapeze")
     args.baseline = os.path.join(args.build, "bench", "spawn_baseline")
+    args.bus_bench = os.path.join(args.build, "bench", "bus_bench")
     for name in args.which:
         BENCHES[name](args)
         sys.stdout.flush()

@@ -314,15 +314,15 @@ void OutputWriter::on_drained(Sink& sink, std::function<void()> fn) {
   }
 }
 
-void OutputWriter::close(Sink& sink, pid_t pid, std::function<void()> done) {
+bool OutputWriter::close(Sink& sink, pid_t pid, std::function<void()> done) {
   std::lock_guard lock(impl_->mu_);
-  if (sink.mode_ == Sink::Mode::discard) {
-    impl_->to_post_.push_back(std::move(done));
-    impl_->wake_.notify_one();
-    return;
-  }
+  // Nothing of this sink is queued or being written, and pass mode keeps no partial line:
+  // the stream is done now, without two trips through the writer thread.
+  bool idle = !sink.scheduled_ && sink.queue_.empty();
+  if (sink.mode_ == Sink::Mode::discard || (sink.mode_ == Sink::Mode::pass && idle)) return true;
   sink.queue_.push_back(Chunk{pid, true, {}, {}, std::move(done)});
   impl_->schedule(sink);
+  return false;
 }
 
 OutputStats OutputWriter::stats(const Sink& sink) const {

@@ -634,10 +634,11 @@ void Watcher::read_stream(Process& p, Stream& s) {
   s.fd.reset();
   pid_t pid = p.pid;
   std::weak_ptr<int> alive = alive_;
-  ctx_.output->close(*s.sink, pid, [this, alive, pid] {
+  bool written = ctx_.output->close(*s.sink, pid, [this, alive, pid] {
     if (alive.expired()) return;
     if (auto it = processes_.find(pid); it != processes_.end()) on_stream_closed(*it->second);
   });
+  if (written) on_stream_closed(p);
 }
 
 // Called when one output stream of a process reached EOF and everything was written.

@@ -65,10 +65,10 @@ class OutputWriter {
   /// Replaces an earlier pending call.
   void on_drained(Sink& sink, std::function<void()> fn);
 
-  /// `pid`'s stream reached EOF. `done` runs (on the loop, through post) once every byte queued
-  /// before this call was written (or dropped) and the process's last unterminated line, if
-  /// any, was ended.
-  void close(Sink& sink, pid_t pid, std::function<void()> done);
+  /// `pid`'s stream reached EOF. Returns true when every byte queued before this call is
+  /// already written (or dropped) and no unterminated line of `pid` is pending; otherwise `done`
+  /// runs later (on the loop, through post) once that is so.
+  [[nodiscard]] bool close(Sink& sink, pid_t pid, std::function<void()> done);
 
   /// Counters of one sink, and of all sinks. Read on the loop thread; may lag the writer by
   /// whatever it is writing now.
