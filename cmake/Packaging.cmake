@@ -19,6 +19,8 @@ install(DIRECTORY DESTINATION ${TRAPEZE_PLUGIN_INSTALL_DIR} COMPONENT runtime)
 # The systemd unit (Type=notify) and the user documentation.
 install(FILES packaging/trapeze.service DESTINATION lib/systemd/system COMPONENT runtime)
 install(DIRECTORY docs/ DESTINATION ${CMAKE_INSTALL_DOCDIR} COMPONENT runtime)
+install(FILES packaging/trapeze.bash-completion DESTINATION ${CMAKE_INSTALL_DATADIR}/bash-completion/completions
+        RENAME trapeze COMPONENT runtime)
 
 set(CPACK_PACKAGE_NAME trapeze)
 set(CPACK_PACKAGE_VENDOR "trapeze")
