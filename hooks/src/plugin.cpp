@@ -17,17 +17,24 @@ trapeze_hook_fn PluginLoader::load(const std::string& library, const std::string
       throw PluginError(fmt::format("cannot load plugin '{}': {}", library, why ? why : "unknown error"));
     }
     // Never dlclose, even a refused plugin: its constructors have run and may have left threads.
-    auto* version = static_cast<const std::uint32_t*>(::dlsym(handle, TRAPEZE_PLUGIN_ABI_SYMBOL));
-    if (version == nullptr)
+    auto* info = static_cast<const trapeze_plugin_info*>(::dlsym(handle, TRAPEZE_PLUGIN_SYMBOL));
+    if (info == nullptr)
       throw PluginError(
           fmt::format("cannot load plugin '{}': it does not declare TRAPEZE_PLUGIN() "
                       "(see <trapeze/hook.h>)",
                       library));
-    if (*version != TRAPEZE_HOOK_ABI_VERSION)
+    if (info->abi_version != TRAPEZE_HOOK_ABI_VERSION)
       throw PluginError(
           fmt::format("cannot load plugin '{}': it was built for hook ABI version {}, "
                       "this trapeze speaks version {}",
-                      library, *version, TRAPEZE_HOOK_ABI_VERSION));
+                      library, info->abi_version, TRAPEZE_HOOK_ABI_VERSION));
+    // Fields are only ever appended: a plugin from an older header of the same version reads
+    // a prefix of ours; one from a newer header would read past our end.
+    if (info->call_size > sizeof(trapeze_hook_call))
+      throw PluginError(
+          fmt::format("cannot load plugin '{}': it was built with a newer <trapeze/hook.h> "
+                      "(trapeze_hook_call of {} bytes, this trapeze's has {})",
+                      library, info->call_size, sizeof(trapeze_hook_call)));
     it = handles_.emplace(library, handle).first;
   }
   ::dlerror();

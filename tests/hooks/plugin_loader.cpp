@@ -1,6 +1,8 @@
 // Loading hook functions from real shared objects built beside this test.
 #include <catch2/catch.hpp>
 
+#include <fmt/format.h>
+
 #include "trapeze/hooks/plugin.hpp"
 
 using trapeze::hooks::PluginError;
@@ -41,6 +43,11 @@ TEST_CASE("plugin load errors say what is wrong", "[unit][hooks]") {
   CHECK(load_error(loader, TEST_PLUGIN_FUTURE, "go_on") ==
         std::string("cannot load plugin '") + TEST_PLUGIN_FUTURE +
             "': it was built for hook ABI version 2, this trapeze speaks version 1");
+  CHECK(load_error(loader, TEST_PLUGIN_BIGGER, "go_on") ==
+        std::string("cannot load plugin '") + TEST_PLUGIN_BIGGER +
+            fmt::format("': it was built with a newer <trapeze/hook.h> (trapeze_hook_call of {} bytes, "
+                        "this trapeze's has {})",
+                        sizeof(trapeze_hook_call) + 16, sizeof(trapeze_hook_call)));
   CHECK(load_error(loader, "/nonexistent/plugin.so", "go_on") ==
         "cannot load plugin '/nonexistent/plugin.so': /nonexistent/plugin.so: cannot open shared object "
         "file: No "

@@ -1,0 +1,278 @@
+#include "trapeze/hooks/runner.hpp"
+
+#include <pthread.h>
+#include <signal.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <list>
+#include <mutex>
+#include <thread>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+namespace trapeze::hooks {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct Job {
+  HookRequest req;
+  std::function<void(HookResult)> done;
+  Clock::time_point submitted, deadline;
+  std::atomic<int> cancelled{0};
+  bool delivered = false;  // under the mutex: the result went to post (or was dropped)
+  bool running = false;    // under the mutex
+  bool abandoned = false;  // under the mutex: timed out while running
+  std::string error;       // the hook's thread only: set_error's message
+};
+
+Job& job_of(const trapeze_hook_call* call) { return *static_cast<Job*>(call->host); }
+
+const char* find_option(const Options* options, const char* key) {
+  if (options == nullptr || key == nullptr) return nullptr;
+  auto it = options->find(key);
+  return it == options->end() ? nullptr : it->second.c_str();
+}
+
+const char* watcher_option(const trapeze_hook_call* call, const char* key) {
+  return find_option(job_of(call).req.watcher_options.get(), key);
+}
+
+const char* hook_option(const trapeze_hook_call* call, const char* key) {
+  return find_option(&job_of(call).req.hook_options, key);
+}
+
+void log_message(const trapeze_hook_call* call, trapeze_log_level level, const char* message) {
+  auto spd = level == TRAPEZE_LOG_DEBUG     ? spdlog::level::debug
+             : level == TRAPEZE_LOG_INFO    ? spdlog::level::info
+             : level == TRAPEZE_LOG_WARNING ? spdlog::level::warn
+                                            : spdlog::level::err;
+  spdlog::log(spd, "watcher {}: hook {}: {}", call->watcher_name, call->hook_name, message ? message : "");
+}
+
+void set_error(const trapeze_hook_call* call, const char* message) {
+  job_of(call).error = message ? message : "";
+}
+
+int is_cancelled(const trapeze_hook_call* call) { return job_of(call).cancelled.load(std::memory_order_relaxed); }
+
+double millis_since(Clock::time_point t) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
+}
+
+// Calls the hook on this thread.
+HookResult call_hook(Job& job) {
+  trapeze_hook_call call{};
+  call.struct_size = sizeof call;
+  call.abi_version = TRAPEZE_HOOK_ABI_VERSION;
+  call.hook_name = job.req.hook_name.c_str();
+  call.watcher_name = job.req.watcher_name.c_str();
+  call.pid = job.req.pid;
+  call.signum = job.req.signum;
+  call.exit_status = job.req.exit_status;
+  call.watcher_option = watcher_option;
+  call.hook_option = hook_option;
+  call.log = log_message;
+  call.set_error = set_error;
+  call.cancelled = is_cancelled;
+  call.host = &job;
+  trapeze_hook_result r = job.req.fn(&call);
+  HookResult result;
+  switch (r) {
+    case TRAPEZE_HOOK_CONTINUE:
+      result.outcome = HookOutcome::proceed;
+      break;
+    case TRAPEZE_HOOK_VETO:
+      result.outcome = HookOutcome::veto;
+      result.error = "vetoed";
+      break;
+    case TRAPEZE_HOOK_ERROR:
+      result.outcome = HookOutcome::error;
+      result.error = job.error.empty() ? "the hook returned an error without a message" : job.error;
+      break;
+    default:
+      result.outcome = HookOutcome::error;
+      result.error = fmt::format("the hook returned {}, which is not a trapeze_hook_result", static_cast<int>(r));
+      break;
+  }
+  result.duration_ms = millis_since(job.submitted);
+  return result;
+}
+
+}  // namespace
+
+struct HookRunner::Shared {
+  Post post;
+  unsigned target = 4;
+  unsigned max_abandoned = 16;
+
+  mutable std::mutex mu;
+  std::condition_variable work_cv, watch_cv;
+  std::deque<std::shared_ptr<Job>> queue;
+  std::list<std::shared_ptr<Job>> live;  // submitted, not yet delivered
+  bool started = false, stopping = false;
+  unsigned threads = 0, busy = 0, abandoned = 0;
+  std::uint64_t calls = 0, timeouts = 0;
+  std::thread watchdog;
+
+  // Under mu. Hands the result on, once; nothing once stopping.
+  void deliver(const std::shared_ptr<Job>& job, HookResult result) {
+    if (job->delivered) return;
+    job->delivered = true;
+    live.remove(job);
+    ++calls;
+    if (result.outcome == HookOutcome::timed_out) ++timeouts;
+    if (stopping) return;
+    post([done = std::move(job->done), result = std::move(result)]() mutable { done(std::move(result)); });
+  }
+
+  // Under mu. Threads start with every signal blocked: the loop takes them through signalfd.
+  void start_thread(std::shared_ptr<Shared> self, bool worker) {
+    sigset_t all, old;
+    sigfillset(&all);
+    ::pthread_sigmask(SIG_SETMASK, &all, &old);
+    if (worker) {
+      ++threads;
+      std::thread([self] { self->work(); }).detach();
+    } else {
+      watchdog = std::thread([self] { self->watch(); });
+    }
+    ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  }
+
+  void work() {
+    std::unique_lock lock(mu);
+    for (;;) {
+      work_cv.wait(lock, [&] { return stopping || !queue.empty(); });
+      if (stopping) break;
+      std::shared_ptr<Job> job = std::move(queue.front());
+      queue.pop_front();
+      job->running = true;
+      ++busy;
+      lock.unlock();
+      HookResult result = call_hook(*job);
+      lock.lock();
+      --busy;
+      job->running = false;
+      deliver(job, std::move(result));
+      if (job->abandoned) {
+        // Back from a hook that timed out: a thread took this one's place meanwhile.
+        --abandoned;
+        if (threads - abandoned > target) break;
+      }
+    }
+    --threads;
+  }
+
+  // The watchdog: sleeps until the earliest deadline; without calls, until one comes.
+  void watch() {
+    std::unique_lock lock(mu);
+    while (!stopping) {
+      std::shared_ptr<Job> first;
+      for (auto& job : live)
+        if (!first || job->deadline < first->deadline) first = job;
+      if (!first) {
+        watch_cv.wait(lock);
+        continue;
+      }
+      if (Clock::now() < first->deadline) {
+        watch_cv.wait_until(lock, first->deadline);
+        continue;
+      }
+      first->cancelled.store(1);
+      HookResult result{HookOutcome::timed_out, "timed out after " + timeout_text(first->req.timeout),
+                        millis_since(first->submitted)};
+      if (first->running) {
+        first->abandoned = true;
+        ++abandoned;
+        if (threads - abandoned < target && abandoned <= max_abandoned) start_thread(self_, true);
+        spdlog::warn("watcher {}: hook {} timed out after {}; its thread is abandoned ({} abandoned)",
+                     first->req.watcher_name, first->req.hook_name, timeout_text(first->req.timeout),
+                     abandoned);
+      } else {
+        queue.erase(std::remove(queue.begin(), queue.end(), first), queue.end());
+        result.error += " (waiting for a hook thread)";
+      }
+      deliver(first, std::move(result));
+    }
+  }
+
+  std::shared_ptr<Shared> self_;  // set while the watchdog runs; cleared at shutdown
+};
+
+HookRunner::HookRunner(Post post, unsigned threads, unsigned max_abandoned) : shared_(std::make_shared<Shared>()) {
+  shared_->post = std::move(post);
+  shared_->target = std::max(threads, 1u);
+  shared_->max_abandoned = max_abandoned;
+}
+
+HookRunner::~HookRunner() {
+  {
+    std::lock_guard lock(shared_->mu);
+    shared_->stopping = true;
+    for (auto& job : shared_->live) job->cancelled.store(1);
+    shared_->self_.reset();
+  }
+  shared_->work_cv.notify_all();
+  shared_->watch_cv.notify_all();
+  if (shared_->watchdog.joinable()) shared_->watchdog.join();
+  // Worker threads hold the shared state and end on their own; one in a hook finishes it
+  // and posts nothing.
+}
+
+void HookRunner::run(HookRequest req, std::function<void(HookResult)> done) {
+  auto job = std::make_shared<Job>();
+  job->req = std::move(req);
+  job->done = std::move(done);
+  job->submitted = Clock::now();
+  job->deadline = job->submitted + job->req.timeout;
+  {
+    std::lock_guard lock(shared_->mu);
+    if (shared_->stopping) return;
+    if (!shared_->started) {
+      // Threads start with the first hook: a config without hooks has none.
+      shared_->started = true;
+      shared_->self_ = shared_;
+      for (unsigned i = 0; i < shared_->target; ++i) shared_->start_thread(shared_, true);
+      shared_->start_thread(shared_, false);
+    }
+    shared_->queue.push_back(job);
+    shared_->live.push_back(job);
+  }
+  shared_->work_cv.notify_one();
+  shared_->watch_cv.notify_one();
+}
+
+unsigned HookRunner::pending() const {
+  std::lock_guard lock(shared_->mu);
+  return static_cast<unsigned>(shared_->live.size());
+}
+
+RunnerStats HookRunner::stats() const {
+  std::lock_guard lock(shared_->mu);
+  return {shared_->calls,
+          shared_->timeouts,
+          shared_->threads,
+          shared_->busy,
+          shared_->abandoned,
+          static_cast<unsigned>(shared_->queue.size())};
+}
+
+void HookRunner::cancel_all() {
+  std::lock_guard lock(shared_->mu);
+  for (auto& job : shared_->live) job->cancelled.store(1);
+}
+
+std::string timeout_text(std::chrono::milliseconds timeout) {
+  auto ms = timeout.count();
+  if (ms % 1000 == 0) return fmt::format("{}s", ms / 1000);
+  if (ms < 1000) return fmt::format("{}ms", ms);
+  return fmt::format("{:g}s", static_cast<double>(ms) / 1000.0);
+}
+
+}  // namespace trapeze::hooks
