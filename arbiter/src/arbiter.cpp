@@ -53,8 +53,17 @@ bool same_but_numprocesses(conf::WatcherConfig a, conf::WatcherConfig b) {
 Arbiter::Arbiter(conf::Config config, std::string events_file)
     : config_(std::move(config)),
       output_([this](std::function<void()> fn) { loop_.post(std::move(fn)); },
-              [](std::string message) { spdlog::warn("output: {}", message); }) {
+              [](std::string message) { spdlog::warn("output: {}", message); }),
+      // After each hook's result, waiters (a shutdown waiting for the last hooks) look again.
+      hooks_([this](std::function<void()> fn) {
+        loop_.post([this, fn = std::move(fn)] {
+          fn();
+          check_waiters();
+        });
+      }) {
   ctx_.loop = &loop_;
+  ctx_.plugins = &plugins_;
+  ctx_.hooks = &hooks_;
   ctx_.output = &output_;
   ctx_.host = this;
   ctx_.environ = process_environment();
@@ -168,7 +177,9 @@ void Arbiter::state_changed(const std::string& watcher_name) {
       for (const auto& n : groups_[group_]) {
         auto* w = find(n);
         if (!w) continue;
-        if (w->state() == watchers::WatcherState::failed)
+        // Stopped again after start(): a hook refused the start; like a failure, it holds
+        // back the groups after it.
+        if (w->state() == watchers::WatcherState::failed || w->state() == watchers::WatcherState::stopped)
           failed.push_back(n);
         else if (w->state() != watchers::WatcherState::active)
           all_active = false;
@@ -178,7 +189,7 @@ void Arbiter::state_changed(const std::string& watcher_name) {
         std::vector<std::string> skipped;
         for (std::size_t g = group_ + 1; g < groups_.size(); ++g)
           skipped.insert(skipped.end(), groups_[g].begin(), groups_[g].end());
-        std::string status = fmt::format("watcher {} failed", fmt::join(failed, ", "));
+        std::string status = fmt::format("watcher {} did not start", fmt::join(failed, ", "));
         if (!skipped.empty()) status += fmt::format("; not started: {}", fmt::join(skipped, ", "));
         spdlog::error("arbiter: {}", status);
         phase_ = Phase::running;
@@ -242,6 +253,11 @@ void Arbiter::stop_next_group() {
   phase_ = Phase::running;
   check_waiters();
   if (!exit_after_stop_) return;
+  // Hooks still running (after_stop, after_reap) finish first, each within its timeout.
+  when([this] { return hooks_.pending() == 0; }, [this] { finish_shutdown(); });
+}
+
+void Arbiter::finish_shutdown() {
   publish_topic("arbiter.stop", {{"pid", getpid()}});
   spdlog::info("arbiter: stopped");
   loop_.stop();
@@ -255,6 +271,14 @@ void Arbiter::reload() {
     fresh = conf::load(config_.path, conf::LoadOptions::from_process());
   } catch (const conf::ConfigError& e) {
     for (const auto& d : e.diagnostics()) spdlog::error("reload: {}", to_string(d));
+    spdlog::error("arbiter: reload refused, the running config stays");
+    return;
+  }
+  std::vector<conf::Diagnostic> unusable;
+  for (const auto& w : fresh.watchers)
+    for (auto& d : watchers::load_hook_plugins(w, plugins_)) unusable.push_back(std::move(d));
+  if (!unusable.empty()) {
+    for (const auto& d : unusable) spdlog::error("reload: {}", to_string(d));
     spdlog::error("arbiter: reload refused, the running config stays");
     return;
   }

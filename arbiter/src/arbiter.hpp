@@ -67,6 +67,7 @@ class Arbiter final : public watchers::WatcherHost {
   void start_next_group();
   void stop_next_group();
   void shutdown(bool exit_after = true);
+  void finish_shutdown();
   void reload();
   void on_signal();
   void reap_strays();
@@ -76,6 +77,8 @@ class Arbiter final : public watchers::WatcherHost {
   conf::Config config_;
   loop::Loop loop_;
   watchers::OutputWriter output_;
+  hooks::PluginLoader plugins_;
+  hooks::HookRunner hooks_;
   watchers::WatcherContext ctx_;
   std::map<std::string, std::unique_ptr<watchers::Watcher>> watchers_;
   Phase phase_ = Phase::starting;

@@ -348,6 +348,8 @@ watchers::Watcher* Arbiter::cmd_add(const ctl::Request& req, ControlServer::Repl
     return fail(ErrorCode::message_error, reason);
   }
   if (added.watchers.size() != 1) return fail(ErrorCode::message_error, "cmd: line breaks are not allowed");
+  auto unusable = watchers::load_hook_plugins(added.watchers[0], plugins_);
+  if (!unusable.empty()) return fail(ErrorCode::message_error, unusable[0].key + ": " + unusable[0].message);
   add_watcher(added.watchers[0]);
   publish(name, "add", {});
   return find(name);
@@ -548,11 +550,17 @@ json Arbiter::arbiter_stats() const {
   json ws = json::object();
   for (auto& [name, w] : watchers_) {
     const auto& s = w->stats();
-    ws[name] = {
-        {"spawns", s.spawns}, {"spawn_failures", s.spawn_failures}, {"reaps", s.reaps}, {"kills", s.kills}};
+    ws[name] = {{"spawns", s.spawns},
+                {"spawn_failures", s.spawn_failures},
+                {"reaps", s.reaps},
+                {"kills", s.kills},
+                {"hook_failures", s.hook_failures}};
   }
   info["watchers"] = ws;
   info["jobs_queued"] = jobs_.size() + (job_running_ ? 1 : 0);
+  auto hs = hooks_.stats();
+  info["hooks"] = {{"calls", hs.calls},         {"timeouts", hs.timeouts}, {"threads", hs.threads},
+                   {"busy", hs.busy},           {"abandoned", hs.abandoned}, {"queued", hs.queued}};
   return info;
 }
 

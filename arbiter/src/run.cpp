@@ -73,6 +73,16 @@ int run(const RunOptions& options) {
     for (const auto& d : e.diagnostics()) std::cerr << to_string(d) << '\n';
     return 2;
   }
+  // Plugins are opened now, in the foreground, so a missing symbol or a wrong ABI is a config
+  // error with its file:line, before anything starts.
+  {
+    hooks::PluginLoader loader;
+    std::vector<conf::Diagnostic> unusable;
+    for (const auto& w : config.watchers)
+      for (auto& d : watchers::load_hook_plugins(w, loader)) unusable.push_back(std::move(d));
+    for (const auto& d : unusable) std::cerr << to_string(d) << '\n';
+    if (!unusable.empty()) return 2;
+  }
   for (const auto& d : config.warnings) std::cerr << to_string(d) << '\n';
 
   std::string log_output = options.log_file.empty() ? config.arbiter.logoutput : options.log_file;

@@ -117,6 +117,7 @@ struct HookRunner::Shared {
   std::list<std::shared_ptr<Job>> live;  // submitted, not yet delivered
   bool started = false, stopping = false;
   unsigned threads = 0, busy = 0, abandoned = 0;
+  unsigned unhandled = 0;  // submitted, and `done` not yet run (or dropped)
   std::uint64_t calls = 0, timeouts = 0;
   std::thread watchdog;
 
@@ -127,8 +128,18 @@ struct HookRunner::Shared {
     live.remove(job);
     ++calls;
     if (result.outcome == HookOutcome::timed_out) ++timeouts;
-    if (stopping) return;
-    post([done = std::move(job->done), result = std::move(result)]() mutable { done(std::move(result)); });
+    if (stopping) {
+      --unhandled;
+      return;
+    }
+    // `unhandled` counts down only once `done` ran, so pending() == 0 means every result was
+    // acted on, not merely sent.
+    post([self = self_, done = std::move(job->done), result = std::move(result)]() mutable {
+      done(std::move(result));
+      if (!self) return;
+      std::lock_guard lock(self->mu);
+      --self->unhandled;
+    });
   }
 
   // Under mu. Threads start with every signal blocked: the loop takes them through signalfd.
@@ -243,6 +254,7 @@ void HookRunner::run(HookRequest req, std::function<void(HookResult)> done) {
     }
     shared_->queue.push_back(job);
     shared_->live.push_back(job);
+    ++shared_->unhandled;
   }
   shared_->work_cv.notify_one();
   shared_->watch_cv.notify_one();
@@ -250,7 +262,7 @@ void HookRunner::run(HookRequest req, std::function<void(HookResult)> done) {
 
 unsigned HookRunner::pending() const {
   std::lock_guard lock(shared_->mu);
-  return static_cast<unsigned>(shared_->live.size());
+  return shared_->unhandled;
 }
 
 RunnerStats HookRunner::stats() const {

@@ -3,35 +3,6 @@
 
 using namespace trapeze::testing;
 
-namespace {
-
-struct Run {
-  int status = -1;
-  std::string out, err;
-};
-
-Run run_cli(const TempDir& dir, const std::vector<std::string>& args) {
-  auto out = dir / "cli.out", err = dir / "cli.err";
-  pid_t pid = fork();
-  if (pid == 0) {
-    int o = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    int e = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    dup2(o, 1);
-    dup2(e, 2);
-    std::vector<std::string> all = {TRAPEZE_BINARY};
-    all.insert(all.end(), args.begin(), args.end());
-    std::vector<char*> argv;
-    for (auto& a : all) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    execv(argv[0], argv.data());
-    _exit(127);
-  }
-  int status = 0;
-  waitpid(pid, &status, 0);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, read_file(out), read_file(err)};
-}
-
-}  // namespace
 
 TEST_CASE("cli: status, list, incr and errors against a running arbiter", "[integration][bus]") {
   TempDir dir;
@@ -39,23 +10,23 @@ TEST_CASE("cli: status, list, incr and errors against a running arbiter", "[inte
   arbiter.wait_events("web.start");
   std::string cfg = arbiter.config().string();
 
-  auto r = run_cli(dir, {"-c", cfg, "status"});
+  auto r = run_trapeze(dir, {"-c", cfg, "status"});
   CHECK(r.status == 0);
   CHECK(r.out == "WATCHER  STATUS\nweb      active\n");
-  r = run_cli(dir, {"status", "web", "-c", cfg});
+  r = run_trapeze(dir, {"status", "web", "-c", cfg});
   CHECK(r.out == "active\n");
-  r = run_cli(dir, {"-c", cfg, "--json", "numwatchers"});
+  r = run_trapeze(dir, {"-c", cfg, "--json", "numwatchers"});
   CHECK(Json::parse(r.out)["numwatchers"] == 1);
-  r = run_cli(dir, {"-c", cfg, "incr", "web", "2"});
+  r = run_trapeze(dir, {"-c", cfg, "incr", "web", "2"});
   CHECK(r.status == 0);
   CHECK(r.out == "3\n");
-  r = run_cli(dir, {"-c", cfg, "status", "nope"});
+  r = run_trapeze(dir, {"-c", cfg, "status", "nope"});
   CHECK(r.status == 1);
   CHECK(r.err == "trapeze: error: program nope not found\n");
-  r = run_cli(dir, {"status"});
+  r = run_trapeze(dir, {"status"});
   CHECK(r.status == 2);
   CHECK(r.err == "trapeze: no arbiter given: use -c CONFIG, --endpoint ENDPOINT or $TRAPEZE_ENDPOINT\n");
-  r = run_cli(dir, {"--endpoint", fmt::format("ipc://{}/nobody-here", dir.path().string()), "--timeout", "0.3", "status"});
+  r = run_trapeze(dir, {"--endpoint", fmt::format("ipc://{}/nobody-here", dir.path().string()), "--timeout", "0.3", "status"});
   CHECK(r.status == 3);
   CHECK(r.err.find("trapeze: no answer from ipc://") == 0);
 
@@ -71,8 +42,8 @@ TEST_CASE("cli: status, list, incr and errors against a running arbiter", "[inte
   // Until the subscription is live, decr/incr pairs go unheard: repeat them.
   int status = 0;
   REQUIRE(wait_until([&] {
-    run_cli(dir, {"-c", cfg, "decr", "web"});
-    run_cli(dir, {"-c", cfg, "incr", "web"});
+    run_trapeze(dir, {"-c", cfg, "decr", "web"});
+    run_trapeze(dir, {"-c", cfg, "incr", "web"});
     return waitpid(listener, &status, WNOHANG) == listener;
   }, std::chrono::seconds(20)));
   auto line = Json::parse(read_file(dir / "listen.out"));

@@ -73,6 +73,33 @@ class TempDir {
   fs::path path_;
 };
 
+struct TrapezeRun {
+  int status = -1;
+  std::string out, err;
+};
+
+/// Runs the trapeze binary with `args` to completion; its output goes through files in `dir`.
+inline TrapezeRun run_trapeze(const TempDir& dir, const std::vector<std::string>& args) {
+  auto out = dir / "trapeze.out", err = dir / "trapeze.err";
+  pid_t pid = fork();
+  if (pid == 0) {
+    int o = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    int e = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    dup2(o, 1);
+    dup2(e, 2);
+    std::vector<std::string> all = {TRAPEZE_BINARY};
+    all.insert(all.end(), args.begin(), args.end());
+    std::vector<char*> argv;
+    for (auto& a : all) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, read_file(out), read_file(err)};
+}
+
 /// Is `pid` a live process (not gone, not a zombie)?
 inline bool alive(pid_t pid) {
   std::string stat = read_file(fmt::format("/proc/{}/stat", pid));

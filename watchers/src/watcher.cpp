@@ -147,11 +147,49 @@ struct Watcher::Process {
   bool asked_to_stop = false;
   bool replace = false;     // max_age, kill: spawn a new one in its slot once it exited
   bool unexpected = false;  // it exited without being asked to
+  bool spawn_vetoed = false;  // its after_spawn hook refused it: stopped, then retried as a failed spawn
+  bool reaping = false;       // its before_reap hook runs
   loop::Timer ready_timer, kill_timer, max_age_timer;
 };
 
+std::vector<conf::Diagnostic> load_hook_plugins(const conf::WatcherConfig& cfg, hooks::PluginLoader& loader) {
+  std::vector<conf::Diagnostic> out;
+  for (const auto& [point, hook] : cfg.hooks) {
+    try {
+      loader.load(hook.library, hook.symbol);
+    } catch (const hooks::PluginError& e) {
+      out.push_back({conf::Severity::error, hook.where, "hooks." + point, e.what()});
+    }
+  }
+  return out;
+}
+
+namespace {
+
+// What a hook's watcher_option() reads: every option as the `options` command shows it.
+std::shared_ptr<const hooks::Options> options_view(const conf::WatcherConfig& cfg) {
+  auto view = std::make_shared<hooks::Options>();
+  const auto all = conf::to_json(cfg);
+  for (const auto& [key, value] : all.items())
+    (*view)[key] = value.is_string() ? value.get<std::string>() : value.dump();
+  (*view)["name"] = cfg.name;
+  (*view)["numprocesses"] = std::to_string(cfg.numprocesses);
+  return view;
+}
+
+// circus's ignore_hook_failure defaults: a failure (not a veto) of these hooks does not count.
+bool failure_ignored_by_default(const std::string& point) {
+  return point == "before_stop" || point == "after_stop" || point == "before_signal" ||
+         point == "after_signal" || point == "before_reap" || point == "after_reap";
+}
+
+}  // namespace
+
 Watcher::Watcher(conf::WatcherConfig cfg, WatcherContext& ctx) : cfg_(std::move(cfg)), ctx_(ctx) {
   if (cfg_.singleton) cfg_.numprocesses = std::min(cfg_.numprocesses, 1);
+  if (ctx_.plugins)
+    for (const auto& [point, hook] : cfg_.hooks) bound_hooks_[point] = {ctx_.plugins->load(hook.library, hook.symbol), &hook};
+  hook_view_ = options_view(cfg_);
   stdout_sink_ = ctx_.output->open(cfg_.stdout_stream, cfg_.name, "stdout");
   stderr_sink_ = ctx_.output->open(cfg_.stderr_stream, cfg_.name, "stderr");
 }
@@ -178,7 +216,7 @@ int Watcher::wanted() const {
 }
 
 bool Watcher::slot_busy(int wid) const {
-  if (pending_spawns_.count(wid)) return true;
+  if (pending_spawns_.count(wid) || spawn_hooks_.count(wid)) return true;
   for (const auto& [pid, p] : processes_)
     if (p->wid == wid && !p->status && !p->asked_to_stop) return true;
   return false;
@@ -208,11 +246,25 @@ void Watcher::start() {
   history_ = {};
   paused_ = false;
   stop_to_failed_ = false;
+  after_start_running_ = false;
   set_state(WatcherState::starting);
+  std::uint64_t token = start_token_ = next_token_++;
   spdlog::info("watcher {}: starting {} process{}", name(), wanted(), wanted() == 1 ? "" : "es");
   if (cfg_.ready.kind != conf::ReadyKind::none)
     spdlog::warn("watcher {}: ready checks of kind {} are not run yet; ready means alive after warmup_delay",
                  name(), conf::to_string(cfg_.ready.kind));
+  run_hook("before_start", {}, [this, token](bool proceed) {
+    if (state_ != WatcherState::starting || token != start_token_) return;  // stopped meanwhile
+    if (!proceed) {
+      spdlog::warn("watcher {}: start aborted by its before_start hook", name());
+      set_state(WatcherState::stopped);
+      return;
+    }
+    begin_spawning();
+  });
+}
+
+void Watcher::begin_spawning() {
   start_timeout_ = ctx_.loop->after(cfg_.ready.start_timeout, [this] {
     if (state_ == WatcherState::starting)
       fail(fmt::format("not ready after {}", conf::format_duration(cfg_.ready.start_timeout)));
@@ -242,11 +294,18 @@ void Watcher::stop() {
   spdlog::info("watcher {}: stopping", name());
   set_state(WatcherState::stopping);
   pending_spawns_.clear();
+  spawn_hooks_.clear();
   start_timeout_.reset();
   resume_.reset();
   next_start_wid_ = 0;
-  for (auto& [pid, p] : processes_) stop_process(*p);
-  check_stopped();
+  after_start_running_ = false;
+  before_stop_running_ = true;
+  run_hook("before_stop", {}, [this](bool) {  // circus ignores its result
+    before_stop_running_ = false;
+    if (state_ != WatcherState::stopping) return;
+    for (auto& [pid, p] : processes_) stop_process(*p);
+    check_stopped();
+  });
 }
 
 void Watcher::fail(std::string reason) {
@@ -269,6 +328,7 @@ void Watcher::fail(std::string reason) {
 
 void Watcher::set_numprocesses(int n) {
   cfg_.numprocesses = std::max(n, 0);
+  hook_view_ = options_view(cfg_);
   switch (state_) {
     case WatcherState::starting:
     case WatcherState::active:
@@ -281,6 +341,8 @@ void Watcher::set_numprocesses(int n) {
   // Fewer: the highest wids go first.
   for (auto it = pending_spawns_.begin(); it != pending_spawns_.end();)
     it = it->first > wanted() ? pending_spawns_.erase(it) : std::next(it);
+  for (auto it = spawn_hooks_.begin(); it != spawn_hooks_.end();)
+    it = it->first > wanted() ? spawn_hooks_.erase(it) : std::next(it);
   for (auto& [pid, p] : processes_)
     if (p->wid > wanted()) stop_process(*p);
   if (!paused_ && next_start_wid_ == 0)
@@ -291,7 +353,7 @@ void Watcher::set_numprocesses(int n) {
 
 void Watcher::signal_all(int signum) {
   for (auto& [pid, p] : processes_)
-    if (!p->status) ::kill(-pid, signum);
+    if (!p->status) send_signal(pid, signum);
 }
 
 bool Watcher::reap(pid_t pid) {
@@ -313,18 +375,36 @@ void Watcher::schedule_spawn(int wid, policy::Duration delay) {
   });
 }
 
+// Spawns process `wid`, through its before_spawn hook: a veto skips this spawn, which is
+// retried with the backoff of a failed spawn (circus would stop the whole watcher).
 void Watcher::spawn_process(int wid) {
-  auto failed_spawn = [&](const std::string& why) {
-    ++stats_.spawn_failures;
-    spdlog::error("watcher {}: cannot spawn process {}: {}", name(), wid, why);
-    ctx_.host->publish(name(), "spawn_failed", {{"process_id", wid}, {"error", why}});
-    policy::Decision d = policy::on_spawn_failed(history_, cfg_);
-    if (d.action == policy::Action::give_up) {
-      fail(fmt::format("cannot spawn: {}", why));
-      return;
-    }
-    schedule_spawn(wid, d.delay);
-  };
+  if (!has_hook("before_spawn")) return spawn_now(wid);
+  std::uint64_t token = next_token_++;
+  spawn_hooks_[wid] = token;
+  run_hook("before_spawn", {}, [this, wid, token](bool proceed) {
+    auto it = spawn_hooks_.find(wid);
+    if (it == spawn_hooks_.end() || it->second != token) return;  // stopped, or the slot went away
+    spawn_hooks_.erase(it);
+    if (!(state_ == WatcherState::starting || state_ == WatcherState::active) || paused_ || wid > wanted()) return;
+    if (!proceed) return spawn_failed(wid, "its before_spawn hook refused it");
+    spawn_now(wid);
+  });
+}
+
+void Watcher::spawn_failed(int wid, const std::string& why) {
+  ++stats_.spawn_failures;
+  spdlog::error("watcher {}: cannot spawn process {}: {}", name(), wid, why);
+  ctx_.host->publish(name(), "spawn_failed", {{"process_id", wid}, {"error", why}});
+  policy::Decision d = policy::on_spawn_failed(history_, cfg_);
+  if (d.action == policy::Action::give_up) {
+    fail(fmt::format("cannot spawn: {}", why));
+    return;
+  }
+  schedule_spawn(wid, d.delay);
+}
+
+void Watcher::spawn_now(int wid) {
+  auto failed_spawn = [&](const std::string& why) { spawn_failed(wid, why); };
 
   auto command = process_command(cfg_, wid, ctx_.socket_fds);
   if (auto* error = std::get_if<std::string>(&command)) return failed_spawn(*error);
@@ -444,6 +524,26 @@ void Watcher::spawn_process(int wid) {
 void Watcher::on_spawned(Process& p) {
   spdlog::info("watcher {}: process {} started as pid {}", name(), p.wid, p.pid);
   ctx_.host->publish(name(), "spawn", {{"process_pid", p.pid}, {"process_id", p.wid}});
+  if (!has_hook("after_spawn")) return after_spawned(p);
+  pid_t pid = p.pid;
+  run_hook("after_spawn", {pid, 0, 0}, [this, pid](bool proceed) {
+    auto it = processes_.find(pid);
+    if (it == processes_.end()) return;
+    Process& q = *it->second;
+    if (q.status || q.asked_to_stop) return;
+    if (!proceed) {
+      // Refused: stopped like any process, then retried as a failed spawn (see finish_reap).
+      spdlog::warn("watcher {}: its after_spawn hook refused pid {}: stopping it", name(), pid);
+      q.spawn_vetoed = true;
+      stop_process(q);
+      return;
+    }
+    after_spawned(q);
+  });
+}
+
+// A process is spawned and its after_spawn hook (if any) agreed: on to ready.
+void Watcher::after_spawned(Process& p) {
   pid_t pid = p.pid;
   auto ready = [this, pid] {
     if (auto it = processes_.find(pid); it != processes_.end()) on_ready(*it->second);
@@ -492,12 +592,29 @@ void Watcher::on_ready(Process& p) {
 }
 
 void Watcher::check_started() {
-  if (state_ != WatcherState::starting || paused_ || next_start_wid_ != 0) return;
+  if (state_ != WatcherState::starting || paused_ || next_start_wid_ != 0 || after_start_running_) return;
   int ready = 0;
   for (const auto& [pid, p] : processes_)
     if (p->state == ProcessState::ready && !p->asked_to_stop) ++ready;
   if (ready < wanted()) return;
   start_timeout_.reset();
+  if (!has_hook("after_start")) return become_active();
+  after_start_running_ = true;
+  std::uint64_t token = start_token_;
+  run_hook("after_start", {}, [this, token](bool proceed) {
+    if (token != start_token_) return;
+    after_start_running_ = false;
+    if (state_ != WatcherState::starting) return;
+    if (!proceed) {
+      spdlog::warn("watcher {}: its after_start hook refused the start: stopping", name());
+      stop();
+      return;
+    }
+    become_active();
+  });
+}
+
+void Watcher::become_active() {
   set_state(WatcherState::active);
   spdlog::info("watcher {}: active", name());
   ctx_.host->publish(name(), "ready", {});
@@ -521,7 +638,7 @@ void Watcher::stop_process(Process& p, std::optional<int> signum) {
   if (!p.status) p.state = ProcessState::stopping;
   p.ready_timer.reset();
   p.max_age_timer.reset();
-  ::kill(-p.pid, signum.value_or(cfg_.stop_signal));
+  send_signal(p.pid, signum.value_or(cfg_.stop_signal));
   pid_t pid = p.pid;
   p.kill_timer = ctx_.loop->after(cfg_.graceful_timeout, [this, pid] {
     auto it = processes_.find(pid);
@@ -530,7 +647,7 @@ void Watcher::stop_process(Process& p, std::optional<int> signum) {
     spdlog::warn("watcher {}: pid {} still running after {}: sending SIGKILL to its group", name(), pid,
                  conf::format_duration(cfg_.graceful_timeout));
     ++stats_.kills;
-    ::kill(-pid, SIGKILL);
+    send_signal(pid, SIGKILL);
     ctx_.host->publish(name(), "kill", {{"process_pid", pid}});
   });
 }
@@ -647,29 +764,48 @@ void Watcher::on_stream_closed(Process& p) {
   if (p.streams_open == 0 && p.status) finalize(p);
 }
 
-// Called once a process exited and its output was drained: its one reap, then its
-// replacement if one is due, so a subscriber always sees a slot's reap before its next spawn.
+// Called once a process exited and its output was drained: its before_reap hook (its result
+// is ignored, as circus does), then finish_reap.
 void Watcher::finalize(Process& p) {
+  if (!has_hook("before_reap")) return finish_reap(p);
+  if (p.reaping) return;
+  p.reaping = true;
+  pid_t pid = p.pid;
+  run_hook("before_reap", {pid, 0, p.status->bus_code()}, [this, pid](bool) {
+    if (auto it = processes_.find(pid); it != processes_.end()) finish_reap(*it->second);
+  });
+}
+
+// The process's one reap, then its replacement if one is due, so a subscriber always sees a
+// slot's reap before its next spawn; then its after_reap hook.
+void Watcher::finish_reap(Process& p) {
   ++stats_.reaps;
   pid_t pid = p.pid;
+  int code = p.status->bus_code();
   // The record goes first: status must not show the process once its reap is published.
   auto node = processes_.extract(pid);
-  ctx_.host->publish(name(), "reap",
-                     {{"process_pid", pid}, {"process_id", p.wid}, {"exit_code", p.status->bus_code()}});
+  ctx_.host->publish(name(), "reap", {{"process_pid", pid}, {"process_id", p.wid}, {"exit_code", code}});
+  bool running = state_ == WatcherState::active || state_ == WatcherState::starting;
   if (p.unexpected) {
     after_unexpected_exit(p);
-  } else if (p.replace && (state_ == WatcherState::active || state_ == WatcherState::starting) && !paused_ &&
-             p.wid <= wanted() && !slot_busy(p.wid)) {
+  } else if (p.spawn_vetoed && running && !paused_ && p.wid <= wanted() && !slot_busy(p.wid)) {
+    policy::Decision d = policy::on_spawn_failed(history_, cfg_);
+    if (d.action == policy::Action::give_up)
+      fail("its after_spawn hook refused every process");
+    else
+      schedule_spawn(p.wid, d.delay);
+  } else if (p.replace && running && !paused_ && p.wid <= wanted() && !slot_busy(p.wid)) {
     spawn_process(p.wid);
   }
   // Free the process (its timers, watches) after this iteration: we may be inside its callback.
   auto holder = std::make_shared<decltype(node)>(std::move(node));
   ctx_.loop->defer([holder] {});
+  run_hook("after_reap", {pid, 0, code}, [](bool) {});  // its result is ignored
   check_stopped();
 }
 
 void Watcher::check_stopped() {
-  if (state_ != WatcherState::stopping) return;
+  if (state_ != WatcherState::stopping || before_stop_running_) return;
   if (!processes_.empty()) return;
   if (stop_to_failed_) {
     set_state(WatcherState::failed);
@@ -680,6 +816,56 @@ void Watcher::check_stopped() {
     spdlog::info("watcher {}: stopped", name());
     ctx_.host->publish(name(), "stop", {});
   }
+  run_hook("after_stop", {}, [](bool) {});  // its result is ignored
+}
+
+void Watcher::send_signal(pid_t pid, int signum) {
+  if (!has_hook("before_signal") && !has_hook("after_signal")) {
+    ::kill(-pid, signum);
+    return;
+  }
+  run_hook("before_signal", {pid, signum, 0}, [this, pid, signum](bool proceed) {
+    // The group may be signalled only while its record is here: after that the id is free.
+    if (!processes_.count(pid)) return;
+    if (proceed || signum == SIGKILL)
+      ::kill(-pid, signum);
+    else
+      spdlog::info("watcher {}: its before_signal hook kept signal {} from pid {}", name(), signum, pid);
+    run_hook("after_signal", {pid, signum, 0}, [](bool) {});
+  });
+}
+
+void Watcher::run_hook(const std::string& point, HookArgs args, std::function<void(bool proceed)> next) {
+  auto it = bound_hooks_.find(point);
+  if (it == bound_hooks_.end() || ctx_.hooks == nullptr) return next(true);
+  const conf::HookConfig& hook = *it->second.cfg;
+  hooks::HookRequest req;
+  req.fn = it->second.fn;
+  req.hook_name = point;
+  req.watcher_name = name();
+  req.pid = args.pid;
+  req.signum = args.signum;
+  req.exit_status = args.exit_status;
+  req.watcher_options = hook_view_;
+  req.hook_options = hook.options;
+  req.timeout = std::chrono::duration_cast<std::chrono::milliseconds>(hook.timeout);
+  bool ignore = hook.ignore_failure || failure_ignored_by_default(point);
+  std::weak_ptr<int> alive = alive_;
+  ctx_.hooks->run(std::move(req), [this, alive, point, ignore, next = std::move(next)](hooks::HookResult r) {
+    if (alive.expired()) return;  // the watcher was removed meanwhile
+    nlohmann::json payload = {{"name", point}, {"duration_ms", r.duration_ms}};
+    if (r.outcome == hooks::HookOutcome::proceed) {
+      ctx_.host->publish(name(), "hook_success", std::move(payload));
+      return next(true);
+    }
+    ++stats_.hook_failures;
+    bool vetoed = r.outcome == hooks::HookOutcome::veto;
+    spdlog::warn("watcher {}: hook {} {}{}", name(), point, vetoed ? "vetoed" : "failed: " + r.error,
+                 !vetoed && ignore ? " (ignored)" : "");
+    payload["error"] = r.error;
+    ctx_.host->publish(name(), "hook_failure", std::move(payload));
+    next(!vetoed && ignore);
+  });
 }
 
 void Watcher::append_tail(std::string_view bytes) {

@@ -64,7 +64,7 @@ class HookRunner {
   /// Calls `req.fn`; `done` runs exactly once, through `post`. Thread-safe.
   void run(HookRequest req, std::function<void(HookResult)> done);
 
-  /// Calls submitted whose result was not yet handed to `post`.
+  /// Calls submitted whose `done` has not run yet.
   unsigned pending() const;
   RunnerStats stats() const;
 

@@ -20,6 +20,8 @@
 #include <nlohmann/json.hpp>
 
 #include "trapeze/conf/config.hpp"
+#include "trapeze/hooks/plugin.hpp"
+#include "trapeze/hooks/runner.hpp"
 #include "trapeze/loop/fd.hpp"
 #include "trapeze/loop/loop.hpp"
 #include "trapeze/watchers/exit_status.hpp"
@@ -53,7 +55,13 @@ struct WatcherContext {
   std::map<std::string, std::string> environ;  // the arbiter's, for copy_env
   std::map<std::string, int> socket_fds;       // bound sockets by name
   std::optional<rlimit> nofile;                // RLIMIT_NOFILE to give children (the arbiter raised its own)
+  hooks::PluginLoader* plugins = nullptr;      // hook functions: loaded when a watcher is made
+  hooks::HookRunner* hooks = nullptr;          // runs them off the loop; null: hooks are not run
 };
+
+/// Opens the plugin of every hook of `cfg` (cached by `loader`): one diagnostic per hook that
+/// cannot be used, naming its file:line and `hooks.POINT`.
+std::vector<conf::Diagnostic> load_hook_plugins(const conf::WatcherConfig& cfg, hooks::PluginLoader& loader);
 
 struct ProcessInfo {
   int wid = 0;
@@ -68,11 +76,13 @@ struct WatcherStats {
   std::uint64_t spawn_failures = 0;
   std::uint64_t reaps = 0;
   std::uint64_t kills = 0;  // SIGKILLs after graceful_timeout
+  std::uint64_t hook_failures = 0;  // vetoes, errors and timeouts
 };
 
 class Watcher {
  public:
-  /// The watcher starts stopped. `cfg` was validated by conf::load.
+  /// The watcher starts stopped. `cfg` was validated by conf::load and its plugins loaded
+  /// (load_hook_plugins); throws hooks::PluginError otherwise.
   Watcher(conf::WatcherConfig cfg, WatcherContext& ctx);
   /// Kills (SIGKILL to the groups) and reaps whatever still runs, blocking: only for teardown
   /// after an orderly stop failed. Publishes nothing.
@@ -109,7 +119,30 @@ class Watcher {
   struct Stream;
   struct Process;
 
+  struct HookArgs {
+    std::int64_t pid = 0;
+    int signum = 0;
+    int exit_status = 0;
+  };
+  struct BoundHook {
+    trapeze_hook_fn fn = nullptr;
+    const conf::HookConfig* cfg = nullptr;
+  };
+  /// Runs hook `point` if the watcher has one, then `next(proceed)` on the loop: proceed is
+  /// false after a veto, and after a failure unless failures of this hook are ignored.
+  /// Without such a hook, next(true) at once.
+  void run_hook(const std::string& point, HookArgs args, std::function<void(bool proceed)> next);
+  bool has_hook(const std::string& point) const { return bound_hooks_.count(point) != 0; }
+  /// Signals the process group of `pid` through before_signal / after_signal.
+  void send_signal(pid_t pid, int signum);
+
+  void begin_spawning();
+  void become_active();
   void spawn_process(int wid);
+  void spawn_now(int wid);
+  void spawn_failed(int wid, const std::string& why);
+  void after_spawned(Process& p);
+  void finish_reap(Process& p);
   void on_spawned(Process& p);
   void on_ready(Process& p);
   void on_status(Process& p);
@@ -138,6 +171,13 @@ class Watcher {
   std::shared_ptr<Sink> stdout_sink_, stderr_sink_;
   std::map<pid_t, std::unique_ptr<Process>> processes_;  // until their reap is published
   std::map<int, loop::Timer> pending_spawns_;            // by wid
+  std::map<int, std::uint64_t> spawn_hooks_;             // wid -> token of its before_spawn in flight
+  std::uint64_t next_token_ = 1;
+  std::uint64_t start_token_ = 0;    // the start in progress: hooks of an older one are stale
+  bool after_start_running_ = false;
+  bool before_stop_running_ = false;
+  std::map<std::string, BoundHook> bound_hooks_;   // by point
+  std::shared_ptr<const hooks::Options> hook_view_;  // the watcher's options as text, for hooks
   int next_start_wid_ = 0;  // during a start with warmup_delay: the next wid to spawn
   loop::Timer start_timeout_, resume_;
   std::string tail_;  // ring of the last kTailBytes of output
