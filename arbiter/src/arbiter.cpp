@@ -17,6 +17,7 @@
 #include "system.hpp"
 #include "trapeze/conf/load.hpp"
 #include "trapeze/conf/paths.hpp"
+#include "trapeze/watchers/probe.hpp"
 
 extern char** environ;
 
@@ -60,8 +61,10 @@ Arbiter::Arbiter(conf::Config config, std::string events_file)
           fn();
           check_waiters();
         });
-      }) {
+      }),
+      notify_(loop_) {
   ctx_.loop = &loop_;
+  ctx_.notify = &notify_;
   ctx_.plugins = &plugins_;
   ctx_.hooks = &hooks_;
   ctx_.output = &output_;
@@ -352,7 +355,7 @@ void Arbiter::reap_strays() {
   for (;;) {
     siginfo_t info{};
     if (waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT) < 0 || info.si_pid == 0) return;
-    bool ours = false;
+    bool ours = watchers::reap_probe_child(info.si_pid);
     for (auto& [name, w] : watchers_)
       if (w->reap(info.si_pid)) ours = true;
     if (!ours) {

@@ -20,6 +20,7 @@
 #include "bus.hpp"
 #include "trapeze/conf/config.hpp"
 #include "trapeze/loop/loop.hpp"
+#include "trapeze/watchers/notify.hpp"
 #include "trapeze/watchers/output.hpp"
 #include "trapeze/watchers/watcher.hpp"
 
@@ -79,6 +80,7 @@ class Arbiter final : public watchers::WatcherHost {
   watchers::OutputWriter output_;
   hooks::PluginLoader plugins_;
   hooks::HookRunner hooks_;
+  watchers::NotifyHub notify_;
   watchers::WatcherContext ctx_;
   std::map<std::string, std::unique_ptr<watchers::Watcher>> watchers_;
   Phase phase_ = Phase::starting;

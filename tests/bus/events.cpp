@@ -16,8 +16,13 @@ TEST_CASE("events: start, incr, crash and respawn, stop, in order, seq increasin
 
   c.call("start", {{"name", "web"}});
   auto start = sub.until("watcher.web.start");
-  CHECK(topics(start) == std::vector<std::string>{"watcher.web.spawn", "watcher.web.spawn", "watcher.web.ready",
-                                                  "watcher.web.start"});
+  // Each process's ready (with its pid), then the watcher's (without): it is active.
+  CHECK(topics(start) == std::vector<std::string>{"watcher.web.spawn", "watcher.web.ready", "watcher.web.spawn",
+                                                  "watcher.web.ready", "watcher.web.ready", "watcher.web.start"});
+  REQUIRE(start.size() == 6);
+  CHECK(start[1].data["process_pid"] == start[0].data["process_pid"]);
+  CHECK(start[3].data["process_pid"] == start[2].data["process_pid"]);
+  CHECK_FALSE(start[4].data.contains("process_pid"));
   for (auto& e : start) all.push_back(e);
   std::set<pid_t> pids;
   for (auto& e : start)
@@ -27,21 +32,21 @@ TEST_CASE("events: start, incr, crash and respawn, stop, in order, seq increasin
     }
 
   c.call("incr", {{"name", "web"}});
-  auto incr = sub.until("watcher.web.spawn");
-  CHECK(topics(incr) == std::vector<std::string>{"watcher.web.spawn"});
-  all.push_back(incr[0]);
+  auto incr = sub.until("watcher.web.ready");
+  CHECK(topics(incr) == std::vector<std::string>{"watcher.web.spawn", "watcher.web.ready"});
+  for (auto& e : incr) all.push_back(e);
   pid_t third = incr[0].data["process_pid"];
 
   ::kill(third, SIGKILL);
   auto crash = sub.until("watcher.web.reap");
-  auto respawn = sub.until("watcher.web.spawn");
+  auto respawn = sub.until("watcher.web.ready");
   CHECK(topics(crash) == std::vector<std::string>{"watcher.web.reap"});
-  CHECK(topics(respawn) == std::vector<std::string>{"watcher.web.spawn"});
+  CHECK(topics(respawn) == std::vector<std::string>{"watcher.web.spawn", "watcher.web.ready"});
   CHECK(crash[0].data["process_pid"] == third);
   CHECK(crash[0].data["exit_code"] == -SIGKILL);
   CHECK(respawn[0].data["process_id"] == incr[0].data["process_id"]);
   all.push_back(crash[0]);
-  all.push_back(respawn[0]);
+  for (auto& e : respawn) all.push_back(e);
 
   c.call("stop", {{"name", "web"}});
   auto stop = sub.until("watcher.web.stop");
@@ -66,7 +71,11 @@ TEST_CASE("events: a subscriber that reacts to ready sees active in status", "[i
   Client c(fmt::format("ipc://{}/control", dir.path().string()));
   Subscriber sub(fmt::format("ipc://{}/events", dir.path().string()), c);
   c.call("start", {{"name", "web"}});
-  sub.until("watcher.web.ready");
+  // The watcher's own ready event is the one without a process_pid.
+  for (;;) {
+    auto ready = sub.until("watcher.web.ready");
+    if (!ready.back().data.contains("process_pid")) break;
+  }
   CHECK(c.call("status", {{"name", "web"}})["status"] == "active");
   CHECK(arbiter.stop() == 0);
 }

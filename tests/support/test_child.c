@@ -14,9 +14,20 @@
  *                    goes to FILE
  *   raise SIG        send ourselves SIG
  *   onhup FILE       on each SIGHUP, append a line "HUP" to FILE
+ *   notify TEXT      send TEXT (e.g. READY=1) to $NOTIFY_SOCKET, as sd_notify does
+ *   readyfd N        write a newline to fd N and close it (s6's readiness protocol)
+ *   serve PORT       listen on 127.0.0.1:PORT and answer every connection with
+ *                    "HTTP/1.0 200 OK" and the body "ready", forever
+ *   serve503 PORT    the same, answering "HTTP/1.0 503 Service Unavailable"
+ *   stamp FILE       write the time (CLOCK_REALTIME, seconds with decimals) to FILE
  */
 #define _GNU_SOURCE
+#include <arpa/inet.h>
 #include <dirent.h>
+#include <stddef.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -62,6 +73,43 @@ static void on_hup(int sig) {
   if (fd >= 0) {
     (void)!write(fd, "HUP\n", 4);
     close(fd);
+  }
+}
+
+static void notify(const char* text) {
+  const char* path = getenv("NOTIFY_SOCKET");
+  if (!path || !*path) exit(106);
+  struct sockaddr_un addr;
+  memset(&addr, 0, sizeof addr);
+  addr.sun_family = AF_UNIX;
+  size_t len = strlen(path);
+  if (len >= sizeof addr.sun_path) exit(107);
+  memcpy(addr.sun_path, path, len);
+  if (path[0] == '@') addr.sun_path[0] = '\0';  /* abstract namespace */
+  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) exit(108);
+  socklen_t alen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len);
+  if (sendto(fd, text, strlen(text), 0, (struct sockaddr*)&addr, alen) < 0) exit(109);
+  close(fd);
+}
+
+static void serve(int port, const char* answer) {
+  int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int on = 1;
+  setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+  struct sockaddr_in addr;
+  memset(&addr, 0, sizeof addr);
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons((unsigned short)port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (bind(s, (struct sockaddr*)&addr, sizeof addr) < 0 || listen(s, 64) < 0) exit(110);
+  for (;;) {
+    int c = accept(s, NULL, NULL);
+    if (c < 0) continue;
+    char req[2048];
+    (void)!read(c, req, sizeof req);
+    write_all(c, answer, strlen(answer));
+    close(c);
   }
 }
 
@@ -141,6 +189,23 @@ int main(int argc, char** argv) {
     } else if (strcmp(op, "onhup") == 0) {
       hup_file = arg;
       signal(SIGHUP, on_hup);
+      ++i;
+    } else if (strcmp(op, "notify") == 0) {
+      notify(arg);
+      ++i;
+    } else if (strcmp(op, "readyfd") == 0) {
+      write_all(atoi(arg), "\n", 1);
+      close(atoi(arg));
+      ++i;
+    } else if (strcmp(op, "serve") == 0) {
+      serve(atoi(arg), "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nready\n");
+    } else if (strcmp(op, "serve503") == 0) {
+      serve(atoi(arg), "HTTP/1.0 503 Service Unavailable\r\n\r\nnot yet\n");
+    } else if (strcmp(op, "stamp") == 0) {
+      struct timespec ts;
+      clock_gettime(CLOCK_REALTIME, &ts);
+      snprintf(buf, sizeof buf, "%ld.%09ld\n", (long)ts.tv_sec, ts.tv_nsec);
+      write_file(arg, buf);
       ++i;
     } else if (strcmp(op, "raise") == 0) {
       raise(signal_number(arg));

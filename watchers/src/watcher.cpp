@@ -15,6 +15,8 @@
 
 #include "trapeze/conf/show.hpp"
 #include "trapeze/watchers/command.hpp"
+#include "trapeze/watchers/notify.hpp"
+#include "trapeze/watchers/probe.hpp"
 #include "trapeze/watchers/spawn.hpp"
 
 namespace trapeze::watchers {
@@ -131,6 +133,7 @@ struct Watcher::Stream {
   loop::UniqueFd fd;
   loop::FdWatch watch;
   Sink* sink = nullptr;
+  std::string partial;  // ready.log: the line being read, until its newline
 };
 
 struct Watcher::Process {
@@ -141,7 +144,7 @@ struct Watcher::Process {
   double started_at = 0;
   loop::UniqueFd pidfd;
   loop::FdWatch exit_watch;
-  Stream out{"stdout", {}, {}, nullptr}, err{"stderr", {}, {}, nullptr};
+  Stream out{"stdout", {}, {}, nullptr, {}}, err{"stderr", {}, {}, nullptr, {}};
   int streams_open = 0;  // pipes not yet at EOF and flushed
   std::optional<ExitStatus> status;
   bool asked_to_stop = false;
@@ -149,6 +152,14 @@ struct Watcher::Process {
   bool unexpected = false;  // it exited without being asked to
   bool spawn_vetoed = false;  // its after_spawn hook refused it: stopped, then retried as a failed spawn
   bool reaping = false;       // its before_reap hook runs
+  // Readiness.
+  bool cleared = false;            // its after_spawn hook (if any) agreed: readiness may count
+  bool signalled_ready = false;    // log / notify / notification_fd said so before that
+  std::unique_ptr<Probe> probe;    // tcp / http / exec: the attempt in flight
+  loop::Timer probe_timer;         // the next attempt
+  std::string probe_error;         // the last attempt's failure, for the start timeout's reason
+  loop::UniqueFd ready_fd;         // notification_fd: our end
+  loop::FdWatch ready_fd_watch;
   loop::Timer ready_timer, kill_timer, max_age_timer;
 };
 
@@ -190,6 +201,7 @@ Watcher::Watcher(conf::WatcherConfig cfg, WatcherContext& ctx) : cfg_(std::move(
   if (ctx_.plugins)
     for (const auto& [point, hook] : cfg_.hooks) bound_hooks_[point] = {ctx_.plugins->load(hook.library, hook.symbol), &hook};
   hook_view_ = options_view(cfg_);
+  if (cfg_.ready.kind == conf::ReadyKind::log) ready_regex_.emplace(cfg_.ready.target, std::regex::ECMAScript);
   stdout_sink_ = ctx_.output->open(cfg_.stdout_stream, cfg_.name, "stdout");
   stderr_sink_ = ctx_.output->open(cfg_.stderr_stream, cfg_.name, "stderr");
 }
@@ -250,9 +262,6 @@ void Watcher::start() {
   set_state(WatcherState::starting);
   std::uint64_t token = start_token_ = next_token_++;
   spdlog::info("watcher {}: starting {} process{}", name(), wanted(), wanted() == 1 ? "" : "es");
-  if (cfg_.ready.kind != conf::ReadyKind::none)
-    spdlog::warn("watcher {}: ready checks of kind {} are not run yet; ready means alive after warmup_delay",
-                 name(), conf::to_string(cfg_.ready.kind));
   run_hook("before_start", {}, [this, token](bool proceed) {
     if (state_ != WatcherState::starting || token != start_token_) return;  // stopped meanwhile
     if (!proceed) {
@@ -266,8 +275,16 @@ void Watcher::start() {
 
 void Watcher::begin_spawning() {
   start_timeout_ = ctx_.loop->after(cfg_.ready.start_timeout, [this] {
-    if (state_ == WatcherState::starting)
-      fail(fmt::format("not ready after {}", conf::format_duration(cfg_.ready.start_timeout)));
+    if (state_ != WatcherState::starting) return;
+    std::string why = fmt::format("not ready after {}", conf::format_duration(cfg_.ready.start_timeout));
+    for (const auto& [pid, p] : processes_)
+      if (p->state == ProcessState::running) {
+        why += fmt::format(" (pid {}: {})", pid,
+                           p->probe_error.empty() ? fmt::format("no {} yet", conf::to_string(cfg_.ready.kind))
+                                                  : p->probe_error);
+        break;
+      }
+    fail(why);
   });
   if (cfg_.warmup_delay > 0ms) {
     // circus's warmup_delay: one process after the other; the next one is spawned when the
@@ -412,6 +429,8 @@ void Watcher::spawn_now(int wid) {
 
   SpawnRequest req;
   req.env = child_environment(cfg_, ctx_.environ);
+  if (cfg_.ready.kind == conf::ReadyKind::notify && ctx_.notify)
+    req.env.push_back("NOTIFY_SOCKET=" + ctx_.notify->socket_name());
   std::string path_list = "/usr/local/bin:/usr/bin:/bin";
   if (auto it = cfg_.env.find("PATH"); it != cfg_.env.end())
     path_list = it->second;
@@ -484,12 +503,23 @@ void Watcher::spawn_now(int wid) {
   req.fds.emplace_back(2, cfg_.close_child_stderr ? devnull.get() : err_write.get());
   if (cfg_.use_sockets)
     for (const auto& [sock_name, fd] : ctx_.socket_fds) req.fds.emplace_back(fd, fd);
+  // s6's readiness protocol: the child writes a newline on fd N.
+  loop::UniqueFd ready_read, ready_write;
+  if (cfg_.ready.kind == conf::ReadyKind::notification_fd) {
+    int ready_pipe[2];
+    if (pipe2(ready_pipe, O_CLOEXEC) < 0)
+      return failed_spawn(fmt::format("cannot create a pipe: {}", std::strerror(errno)));
+    ready_read.reset(ready_pipe[0]);
+    ready_write.reset(ready_pipe[1]);
+    req.fds.emplace_back(std::stoi(cfg_.ready.target), ready_write.get());
+  }
 
   auto result = spawn(req);
   if (auto* failure = std::get_if<SpawnFailure>(&result)) return failed_spawn(failure->what);
   auto& child = std::get<Spawned>(result);
   out_write.reset();
   err_write.reset();
+  ready_write.reset();
 
   auto owned = std::make_unique<Process>();
   Process& p = *owned;
@@ -515,6 +545,29 @@ void Watcher::spawn_now(int wid) {
   };
   open_stream(p.out, std::move(out_read), stdout_sink_.get());
   open_stream(p.err, std::move(err_read), stderr_sink_.get());
+  if (ready_read) {
+    set_nonblocking(ready_read.get());
+    p.ready_fd = std::move(ready_read);
+    p.ready_fd_watch = ctx_.loop->watch(p.ready_fd.get(), EPOLLIN, [this, pid](std::uint32_t) {
+      auto it = processes_.find(pid);
+      if (it == processes_.end()) return;
+      Process& q = *it->second;
+      char buf[256];
+      ssize_t n = ::read(q.ready_fd.get(), buf, sizeof buf);
+      if (n > 0 && std::memchr(buf, '\n', static_cast<std::size_t>(n)) == nullptr) return;
+      bool ready = n > 0;
+      q.ready_fd_watch.reset();  // a newline, or the end of it: nothing more to hear
+      q.ready_fd.reset();
+      if (ready) ready_signal(q);
+    });
+  }
+  if (cfg_.ready.kind == conf::ReadyKind::notify && ctx_.notify) {
+    ctx_.notify->expect(pid, [this, pid](std::string_view message) {
+      if (!says_ready(message)) return;
+      ctx_.notify->forget(pid);
+      if (auto it = processes_.find(pid); it != processes_.end()) ready_signal(*it->second);
+    });
+  }
   processes_.emplace(pid, std::move(owned));
   ++stats_.spawns;
   on_spawned(p);
@@ -545,13 +598,29 @@ void Watcher::on_spawned(Process& p) {
 // A process is spawned and its after_spawn hook (if any) agreed: on to ready.
 void Watcher::after_spawned(Process& p) {
   pid_t pid = p.pid;
-  auto ready = [this, pid] {
-    if (auto it = processes_.find(pid); it != processes_.end()) on_ready(*it->second);
-  };
-  if (cfg_.warmup_delay > 0ms)
-    p.ready_timer = ctx_.loop->after(cfg_.warmup_delay, ready);
-  else
-    on_ready(p);
+  p.cleared = true;
+  switch (cfg_.ready.kind) {
+    case conf::ReadyKind::none: {
+      auto ready = [this, pid] {
+        if (auto it = processes_.find(pid); it != processes_.end()) on_ready(*it->second);
+      };
+      if (cfg_.warmup_delay > 0ms)
+        p.ready_timer = ctx_.loop->after(cfg_.warmup_delay, ready);
+      else
+        on_ready(p);
+      break;
+    }
+    case conf::ReadyKind::log:
+    case conf::ReadyKind::notify:
+    case conf::ReadyKind::notification_fd:
+      if (p.signalled_ready) on_ready(p);
+      break;
+    case conf::ReadyKind::tcp:
+    case conf::ReadyKind::http:
+    case conf::ReadyKind::exec:
+      probe_ready(p);
+      break;
+  }
   if (cfg_.max_age > 0ms) {
     static thread_local std::mt19937_64 rng{std::random_device{}()};
     auto variance = std::chrono::duration_cast<std::chrono::milliseconds>(cfg_.max_age_variance).count();
@@ -569,7 +638,46 @@ void Watcher::after_spawned(Process& p) {
   }
 }
 
-// Called when a process counts as ready: alive after warmup_delay (checks come later).
+// A log line, a READY=1 or a newline on the notification fd said the process is ready; it
+// counts once its after_spawn hook agreed.
+void Watcher::ready_signal(Process& p) {
+  if (p.signalled_ready) return;
+  p.signalled_ready = true;
+  if (p.cleared) on_ready(p);
+}
+
+// tcp / http / exec: one probe now, and another `interval` after each failure, until one
+// passes or the process is gone.
+void Watcher::probe_ready(Process& p) {
+  ProbeSpec spec;
+  spec.kind = cfg_.ready.kind;
+  spec.target = cfg_.ready.target;
+  spec.http_body = cfg_.ready.http_body;
+  spec.timeout = std::chrono::duration_cast<std::chrono::milliseconds>(cfg_.ready.timeout);
+  if (spec.kind == conf::ReadyKind::exec) {
+    spec.env = child_environment(cfg_, ctx_.environ);
+    spec.working_dir = cfg_.working_dir;
+  }
+  pid_t pid = p.pid;
+  p.probe = start_probe(*ctx_.loop, spec, [this, pid](std::optional<std::string> error) {
+    auto it = processes_.find(pid);
+    if (it == processes_.end()) return;
+    Process& q = *it->second;
+    auto done = std::move(q.probe);  // this probe ends here; freed after this call
+    ctx_.loop->defer([done = std::shared_ptr<Probe>(std::move(done))] {});
+    if (!error) return on_ready(q);
+    if (q.state != ProcessState::running) return;
+    if (q.probe_error != *error)
+      spdlog::debug("watcher {}: pid {} not ready yet: {}", name(), pid, *error);
+    q.probe_error = *error;
+    q.probe_timer = ctx_.loop->after(cfg_.ready.interval, [this, pid] {
+      if (auto it2 = processes_.find(pid); it2 != processes_.end()) probe_ready(*it2->second);
+    });
+  });
+}
+
+// Called when a process counts as ready: its readiness check passed, or (without one) it is
+// alive after warmup_delay.
 void Watcher::on_ready(Process& p) {
   switch (p.state) {
     case ProcessState::running:
@@ -581,6 +689,9 @@ void Watcher::on_ready(Process& p) {
       return;
   }
   p.state = ProcessState::ready;
+  p.probe.reset();
+  p.probe_timer.reset();
+  ctx_.host->publish(name(), "ready", {{"process_pid", p.pid}, {"process_id", p.wid}});
   if (next_start_wid_ > 0 && state_ == WatcherState::starting) {
     if (next_start_wid_ <= wanted()) {
       spawn_process(next_start_wid_++);
@@ -664,6 +775,11 @@ void Watcher::on_status(Process& p) {
   p.state = ProcessState::exited;
   p.ready_timer.reset();
   p.max_age_timer.reset();
+  p.probe.reset();
+  p.probe_timer.reset();
+  p.ready_fd_watch.reset();
+  p.ready_fd.reset();
+  if (ctx_.notify) ctx_.notify->forget(p.pid);
   if (p.unexpected)
     spdlog::warn("watcher {}: pid {} {}", name(), p.pid, *p.status);
   else
@@ -727,6 +843,7 @@ void Watcher::read_stream(Process& p, Stream& s) {
       auto bytes = std::string_view(buf, static_cast<std::size_t>(n));
       total += bytes.size();
       append_tail(bytes);
+      if (ready_regex_ && !p.signalled_ready) scan_for_ready(p, s, bytes);
       if (!ctx_.output->write(*s.sink, p.pid, bytes)) {
         // The destination is behind: stop reading (the child blocks on its pipe) until it
         // caught up. Nothing is dropped.
@@ -866,6 +983,26 @@ void Watcher::run_hook(const std::string& point, HookArgs args, std::function<vo
     ctx_.host->publish(name(), "hook_failure", std::move(payload));
     next(!vetoed && ignore);
   });
+}
+
+// ready.log: whole lines are matched, so a line that arrives in pieces matches once its
+// newline came; a line longer than 64 KiB is matched by its first 64 KiB.
+void Watcher::scan_for_ready(Process& p, Stream& s, std::string_view bytes) {
+  constexpr std::size_t kLongestLine = 64 * 1024;
+  while (!bytes.empty()) {
+    auto eol = bytes.find('\n');
+    std::string_view piece = bytes.substr(0, eol);
+    if (s.partial.size() < kLongestLine) s.partial.append(piece.substr(0, kLongestLine - s.partial.size()));
+    if (eol == std::string_view::npos) return;
+    bool hit = std::regex_search(s.partial, *ready_regex_);
+    s.partial.clear();
+    bytes.remove_prefix(eol + 1);
+    if (hit) {
+      p.out.partial.clear();
+      p.err.partial.clear();
+      return ready_signal(p);
+    }
+  }
 }
 
 void Watcher::append_tail(std::string_view bytes) {

@@ -14,6 +14,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <regex>
 #include <string>
 #include <vector>
 
@@ -29,6 +30,8 @@
 #include "trapeze/watchers/policy.hpp"
 
 namespace trapeze::watchers {
+
+class NotifyHub;
 
 enum class WatcherState { stopped, starting, active, stopping, failed };
 enum class ProcessState { spawning, running, ready, stopping, exited };
@@ -57,6 +60,7 @@ struct WatcherContext {
   std::optional<rlimit> nofile;                // RLIMIT_NOFILE to give children (the arbiter raised its own)
   hooks::PluginLoader* plugins = nullptr;      // hook functions: loaded when a watcher is made
   hooks::HookRunner* hooks = nullptr;          // runs them off the loop; null: hooks are not run
+  NotifyHub* notify = nullptr;                 // ready.notify: the NOTIFY_SOCKET of the children
 };
 
 /// Opens the plugin of every hook of `cfg` (cached by `loader`): one diagnostic per hook that
@@ -143,6 +147,9 @@ class Watcher {
   void spawn_failed(int wid, const std::string& why);
   void after_spawned(Process& p);
   void finish_reap(Process& p);
+  void ready_signal(Process& p);
+  void probe_ready(Process& p);
+  void scan_for_ready(Process& p, Stream& s, std::string_view bytes);
   void on_spawned(Process& p);
   void on_ready(Process& p);
   void on_status(Process& p);
@@ -180,6 +187,7 @@ class Watcher {
   std::shared_ptr<const hooks::Options> hook_view_;  // the watcher's options as text, for hooks
   int next_start_wid_ = 0;  // during a start with warmup_delay: the next wid to spawn
   loop::Timer start_timeout_, resume_;
+  std::optional<std::regex> ready_regex_;  // ready.log
   std::string tail_;  // ring of the last kTailBytes of output
   std::size_t tail_pos_ = 0;
   std::shared_ptr<int> alive_ = std::make_shared<int>(0);  // for callbacks that may outlive us

@@ -1,0 +1,140 @@
+// Readiness in the real arbiter: each kind of check against a real child that becomes ready
+// at a moment it records (stamp), the ready events, and a check that never passes.
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include "support.hpp"
+
+using namespace trapeze::testing;
+
+namespace {
+
+// A TCP port nobody listens on now (bound, read, closed).
+int free_port() {
+  int s = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::bind(s, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  socklen_t len = sizeof addr;
+  ::getsockname(s, reinterpret_cast<sockaddr*>(&addr), &len);
+  ::close(s);
+  return ntohs(addr.sin_port);
+}
+
+double stamp_of(const fs::path& p) { return std::stod(read_file(p)); }
+
+// Starts a one-process watcher with `ready` options whose child runs `args`; waits for the
+// watcher to be active; returns the process's ready event and the watcher's.
+struct Started {
+  Event process_ready, watcher_ready;
+};
+
+Started start_and_wait(Arbiter& arbiter) {
+  auto start = arbiter.wait_events("w.start");
+  Started out;
+  for (auto& e : arbiter.events("w.ready")) {
+    if (e.data.contains("process_pid"))
+      out.process_ready = e;
+    else
+      out.watcher_ready = e;
+  }
+  REQUIRE(out.process_ready.data.contains("process_pid"));
+  return out;
+}
+
+std::string config(const std::string& ready, const std::string& args) {
+  return fmt::format("[watcher:w]\ncmd = {}\nargs = {}\n{}", child(), args, ready);
+}
+
+}  // namespace
+
+TEST_CASE("readiness: tcp, once the port accepts", "[integration][readiness]") {
+  TempDir dir;
+  int port = free_port();
+  auto stamp = dir / "stamp";
+  Arbiter arbiter(dir, "tcp.ini",
+                  config(fmt::format("ready.tcp = 127.0.0.1:{}\nready.interval = 50ms\n", port),
+                         fmt::format("sleep 300 stamp {} serve {}", stamp.string(), port)));
+  auto s = start_and_wait(arbiter);
+  CHECK(s.process_ready.data["time"].get<double>() >= stamp_of(stamp));
+  CHECK(arbiter.stop() == 0);
+}
+
+TEST_CASE("readiness: http, once GET answers 2xx with the body", "[integration][readiness]") {
+  TempDir dir;
+  int port = free_port();
+  auto stamp = dir / "stamp";
+  Arbiter arbiter(dir, "http.ini",
+                  config(fmt::format("ready.http = http://127.0.0.1:{}/health\nready.body = ready\n"
+                                     "ready.interval = 50ms\n",
+                                     port),
+                         fmt::format("sleep 300 stamp {} serve {}", stamp.string(), port)));
+  auto s = start_and_wait(arbiter);
+  CHECK(s.process_ready.data["time"].get<double>() >= stamp_of(stamp));
+  CHECK(arbiter.stop() == 0);
+}
+
+TEST_CASE("readiness: exec, once the command exits 0", "[integration][readiness]") {
+  TempDir dir;
+  auto flag = dir / "flag";
+  Arbiter arbiter(dir, "exec.ini",
+                  config(fmt::format("ready.exec = test -s {}\nready.interval = 50ms\n", flag.string()),
+                         fmt::format("sleep 300 stamp {} forever", flag.string())));
+  auto s = start_and_wait(arbiter);
+  CHECK(s.process_ready.data["time"].get<double>() >= stamp_of(flag));
+  CHECK(zombie_children(arbiter.pid()).empty());  // every probe command was reaped
+  CHECK(arbiter.stop() == 0);
+}
+
+TEST_CASE("readiness: log, on a line completed after a pause", "[integration][readiness]") {
+  TempDir dir;
+  auto stamp = dir / "stamp";
+  Arbiter arbiter(dir, "log.ini",
+                  config("ready.log = Ready to accept connections$\n",
+                         fmt::format("print starting partial Ready.to sleep 300 partial x stamp {} sleep 100 "
+                                     "print done partial 'Ready to accept' sleep 200 print ' connections' forever",
+                                     stamp.string())));
+  auto s = start_and_wait(arbiter);
+  CHECK(s.process_ready.data["time"].get<double>() >= stamp_of(stamp) + 0.2);
+  CHECK(arbiter.stop() == 0);
+}
+
+TEST_CASE("readiness: sd_notify READY=1", "[integration][readiness]") {
+  TempDir dir;
+  auto stamp = dir / "stamp";
+  auto env = dir / "env";
+  Arbiter arbiter(dir, "notify.ini",
+                  config("ready.notify = true\n",
+                         fmt::format("sleep 300 notify STATUS=warming stamp {} notify READY=1 forever", stamp.string())));
+  auto s = start_and_wait(arbiter);
+  CHECK(s.process_ready.data["time"].get<double>() >= stamp_of(stamp));
+  CHECK(arbiter.stop() == 0);
+}
+
+TEST_CASE("readiness: s6's notification fd", "[integration][readiness]") {
+  TempDir dir;
+  auto stamp = dir / "stamp";
+  Arbiter arbiter(dir, "fd.ini",
+                  config("ready.notification_fd = 5\n",
+                         fmt::format("sleep 300 stamp {} readyfd 5 forever", stamp.string())));
+  auto s = start_and_wait(arbiter);
+  CHECK(s.process_ready.data["time"].get<double>() >= stamp_of(stamp));
+  CHECK(arbiter.stop() == 0);
+}
+
+TEST_CASE("readiness: a check that never passes fails the watcher with the reason", "[integration][readiness]") {
+  TempDir dir;
+  int port = free_port();
+  Arbiter arbiter(dir, "never.ini",
+                  config(fmt::format("ready.http = http://127.0.0.1:{}/\nready.interval = 50ms\n"
+                                     "ready.start_timeout = 1s\n",
+                                     port),
+                         fmt::format("serve503 {}", port)));
+  auto failed = arbiter.wait_events("w.failed");
+  CHECK(failed[0].data["reason"] ==
+        fmt::format("not ready after 1s (pid {}: http://127.0.0.1:{}/: status 503)",
+                    arbiter.events("w.spawn")[0].data["process_pid"].get<pid_t>(), port));
+  CHECK(arbiter.events("w.ready").empty());
+  CHECK(arbiter.stop() == 0);
+}
