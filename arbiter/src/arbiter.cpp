@@ -131,24 +131,142 @@ int Arbiter::run() {
   spdlog::info("arbiter: starting {} watcher{} from {}", watchers_.size(), watchers_.size() == 1 ? "" : "s",
                config_.path);
   publish_topic("arbiter.start", {{"pid", getpid()}});
-  groups_ = priority_groups(true);
-  group_ = 0;
+  std::vector<std::string> autostart;
+  for (const auto& [name, w] : watchers_)
+    if (w->config().autostart) autostart.push_back(name);
   phase_ = Phase::starting;
-  loop_.defer([this] { start_next_group(); });
+  loop_.defer([this, autostart] { begin_start(autostart); });
   loop_.run();
   return exit_code_;
 }
 
-void Arbiter::start_next_group() {
+// Starts `names` in order: a watcher starts once every watcher of the set in an earlier
+// priority group is active (and `warmup_delay` passed since that group became active), and
+// every watcher it depends_on is active. One that failed (or whose start a hook refused)
+// blocks the watchers after it, which are told (event start_blocked) and start when it
+// recovers.
+void Arbiter::begin_start(const std::vector<std::string>& names) {
+  std::set<std::string> wanted(names.begin(), names.end());
+  start_groups_.clear();
+  for (auto& group : priority_groups(false)) {
+    Group in;
+    for (auto& n : group)
+      if (wanted.count(n)) in.push_back(n);
+    if (!in.empty()) start_groups_.push_back(std::move(in));
+  }
+  to_start_ = std::move(wanted);
+  released_ = 0;
+  warmup_done_ = false;
+  group_delay_.reset();
+  blocked_reported_.clear();
+  phase_ = Phase::starting;
+  advance_start();
+}
+
+// Why `name` (of start group `g`) cannot start now, when it cannot until something changes:
+// the watcher that holds it back. Empty when it can start, or only has to wait.
+std::string Arbiter::start_blocker(const std::string& name, std::size_t g) {
+  auto given_up = [&](const std::string& other) {
+    auto* w = find(other);
+    if (!w) return true;
+    auto st = w->state();
+    return st == watchers::WatcherState::failed ||
+           (st == watchers::WatcherState::stopped && !to_start_.count(other));
+  };
+  for (std::size_t earlier = 0; earlier < g; ++earlier)
+    for (const auto& other : start_groups_[earlier])
+      if (given_up(other)) return other;
+  if (auto* w = find(name))
+    for (const auto& dep : w->config().depends_on)
+      if (given_up(dep)) return dep;
+  return {};
+}
+
+void Arbiter::advance_start() {
+  if (phase_ == Phase::stopping) return;
+  auto active = [&](const std::string& n) {
+    auto* w = find(n);
+    return !w || w->state() == watchers::WatcherState::active;
+  };
+  // Release the next group once every watcher of the released ones is active.
+  while (released_ + 1 < start_groups_.size() && !group_delay_.pending()) {
+    bool all_active = true;
+    for (std::size_t g = 0; g <= released_; ++g)
+      for (const auto& n : start_groups_[g]) all_active = all_active && active(n);
+    if (!all_active) break;
+    if (config_.arbiter.warmup_delay > 0ms && !warmup_done_) {
+      group_delay_ = loop_.after(config_.arbiter.warmup_delay, [this] {
+        warmup_done_ = true;
+        advance_start();
+      });
+      break;
+    }
+    warmup_done_ = false;
+    ++released_;
+  }
+
+  std::vector<std::string> now;
+  std::vector<std::string> blocked;
+  for (std::size_t g = 0; g < start_groups_.size(); ++g)
+    for (const auto& name : start_groups_[g]) {
+      if (!to_start_.count(name)) continue;
+      auto* w = find(name);
+      if (!w) {
+        to_start_.erase(name);
+        continue;
+      }
+      std::string blocker = start_blocker(name, g);
+      if (!blocker.empty()) {
+        blocked.push_back(name);
+        if (blocked_reported_.insert(name).second) {
+          spdlog::warn("arbiter: watcher {} waits for {}, which is not running", name, blocker);
+          publish(name, "start_blocked", {{"blocker", blocker}});
+        }
+        continue;
+      }
+      blocked_reported_.erase(name);
+      if (g > released_) continue;
+      bool deps_active = true;
+      for (const auto& dep : w->config().depends_on) deps_active = deps_active && active(dep);
+      if (deps_active) now.push_back(name);
+    }
+  for (const auto& name : now) {
+    to_start_.erase(name);
+    if (auto* w = find(name)) w->start();
+  }
   if (phase_ != Phase::starting) return;
-  if (group_ >= groups_.size()) {
-    phase_ = Phase::running;
-    spdlog::info("arbiter: every autostart watcher is active");
-    sd_notify("READY=1\nSTATUS=every autostart watcher is active");
+
+  // Done when nothing is left to start, or what is left is blocked and nothing is starting.
+  bool starting = false;
+  for (const auto& group : start_groups_)
+    for (const auto& n : group)
+      if (auto* w = find(n); w && w->state() == watchers::WatcherState::starting) starting = true;
+  bool waiting = to_start_.size() > blocked.size();
+  if (starting || waiting) return;
+  phase_ = Phase::running;
+  if (to_start_.empty() && blocked.empty()) {
+    std::vector<std::string> failed;
+    for (const auto& group : start_groups_)
+      for (const auto& n : group)
+        if (!active(n)) failed.push_back(n);
+    if (failed.empty()) {
+      spdlog::info("arbiter: every autostart watcher is active");
+      tell_ready("every autostart watcher is active");
+    } else {
+      spdlog::error("arbiter: watcher {} did not start", fmt::join(failed, ", "));
+      tell_ready(fmt::format("watcher {} did not start", fmt::join(failed, ", ")));
+    }
     return;
   }
-  for (const auto& name : groups_[group_])
-    if (auto* w = find(name)) w->start();
+  std::string status = fmt::format("not started, waiting for what they depend on: {}", fmt::join(blocked, ", "));
+  spdlog::error("arbiter: {}", status);
+  tell_ready(status);
+}
+
+void Arbiter::tell_ready(const std::string& status) {
+  if (ready_told_) return;
+  ready_told_ = true;
+  sd_notify("READY=1\nSTATUS=" + status);
 }
 
 // Called after any watcher changed state.
@@ -172,41 +290,11 @@ void Arbiter::state_changed(const std::string& watcher_name) {
   }
   check_waiters();
 
+  if (!to_start_.empty() || phase_ == Phase::starting) advance_start();
+
   switch (phase_) {
-    case Phase::starting: {
-      if (group_ >= groups_.size()) return;
-      bool all_active = true;
-      std::vector<std::string> failed;
-      for (const auto& n : groups_[group_]) {
-        auto* w = find(n);
-        if (!w) continue;
-        // Stopped again after start(): a hook refused the start; like a failure, it holds
-        // back the groups after it.
-        if (w->state() == watchers::WatcherState::failed || w->state() == watchers::WatcherState::stopped)
-          failed.push_back(n);
-        else if (w->state() != watchers::WatcherState::active)
-          all_active = false;
-      }
-      if (!failed.empty()) {
-        // Later groups depend on this one (that is what priority says): do not start them.
-        std::vector<std::string> skipped;
-        for (std::size_t g = group_ + 1; g < groups_.size(); ++g)
-          skipped.insert(skipped.end(), groups_[g].begin(), groups_[g].end());
-        std::string status = fmt::format("watcher {} did not start", fmt::join(failed, ", "));
-        if (!skipped.empty()) status += fmt::format("; not started: {}", fmt::join(skipped, ", "));
-        spdlog::error("arbiter: {}", status);
-        phase_ = Phase::running;
-        sd_notify("READY=1\nSTATUS=" + status);
-        return;
-      }
-      if (!all_active) return;
-      ++group_;
-      if (config_.arbiter.warmup_delay > 0ms && group_ < groups_.size())
-        group_delay_ = loop_.after(config_.arbiter.warmup_delay, [this] { start_next_group(); });
-      else
-        start_next_group();
+    case Phase::starting:
       return;
-    }
     case Phase::stopping: {
       if (group_ >= groups_.size()) return;
       for (const auto& n : groups_[group_]) {
@@ -234,6 +322,7 @@ void Arbiter::shutdown(bool exit_after) {
   if (exit_after) sd_notify("STOPPING=1");
   phase_ = Phase::stopping;
   group_delay_.reset();
+  to_start_.clear();
   groups_ = priority_groups(false);
   std::reverse(groups_.begin(), groups_.end());
   group_ = 0;

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <map>
+#include <set>
 #include <memory>
 #include <string>
 #include <vector>
@@ -65,7 +66,10 @@ class Arbiter final : public watchers::WatcherHost {
   using Group = std::vector<std::string>;
   std::vector<Group> priority_groups(bool autostart_only) const;
   void add_watcher(const conf::WatcherConfig& cfg);
-  void start_next_group();
+  void begin_start(const std::vector<std::string>& names);
+  void advance_start();
+  std::string start_blocker(const std::string& name, std::size_t group);
+  void tell_ready(const std::string& status);
   void stop_next_group();
   void shutdown(bool exit_after = true);
   void finish_shutdown();
@@ -84,8 +88,16 @@ class Arbiter final : public watchers::WatcherHost {
   watchers::WatcherContext ctx_;
   std::map<std::string, std::unique_ptr<watchers::Watcher>> watchers_;
   Phase phase_ = Phase::starting;
-  std::vector<Group> groups_;  // of the start or stop in progress
+  std::vector<Group> groups_;  // of the stop in progress
   std::size_t group_ = 0;
+  // The start in progress (begin_start): its watchers by priority group, those not started
+  // yet, the last group allowed to start, the blocked ones already reported.
+  std::vector<Group> start_groups_;
+  std::set<std::string> to_start_;
+  std::size_t released_ = 0;
+  bool warmup_done_ = false;
+  std::set<std::string> blocked_reported_;
+  bool ready_told_ = false;
   loop::Timer group_delay_;
   bool exit_after_stop_ = true;  // a stop of everything ends the arbiter (signals, quit)
   // Reload, set, rm: what to do with a watcher once it stopped (replace its config, or remove

@@ -135,17 +135,10 @@ std::vector<watchers::Watcher*> Arbiter::match(const ctl::Request& req, ControlS
 }
 
 void Arbiter::start_all(Done done) {
-  groups_.clear();
-  for (auto& g : priority_groups(false)) {
-    Group stopped;
-    for (auto& n : g)
-      if (auto* w = find(n); w && (w->state() == WatcherState::stopped || w->state() == WatcherState::failed))
-        stopped.push_back(n);
-    if (!stopped.empty()) groups_.push_back(std::move(stopped));
-  }
-  group_ = 0;
-  phase_ = Phase::starting;
-  start_next_group();
+  std::vector<std::string> names;
+  for (const auto& [name, w] : watchers_)
+    if (w->state() == WatcherState::stopped || w->state() == WatcherState::failed) names.push_back(name);
+  begin_start(names);
   when([this] { return phase_ != Phase::starting; }, std::move(done));
 }
 

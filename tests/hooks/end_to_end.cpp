@@ -97,11 +97,12 @@ TEST_CASE("hooks: a vetoed before_start leaves the watcher stopped and later gro
   auto failure = arbiter.wait_events("redis.hook_failure");
   CHECK(failure[0].data["name"] == "before_start");
   CHECK(failure[0].data["error"] == "vetoed");
-  REQUIRE(wait_until([&] { return arbiter.log().find("did not start") != std::string::npos; }));
+  auto blocked = arbiter.wait_events("worker.start_blocked");
+  CHECK(blocked[0].data["blocker"] == "redis");
   Client c(fmt::format("ipc://{}/control", dir.path().string()));
   CHECK(c.call("status")["statuses"] == Json({{"redis", "stopped"}, {"worker", "stopped"}}));
   CHECK(arbiter.events(".spawn").empty());
-  CHECK(arbiter.log().find("arbiter: watcher redis did not start; not started: worker") != std::string::npos);
+  CHECK(arbiter.log().find("arbiter: watcher worker waits for redis, which is not running") != std::string::npos);
   // Started by hand later, the hook is asked again.
   c.call("start", {{"name", "redis"}});
   arbiter.wait_events("redis.hook_failure", 2);

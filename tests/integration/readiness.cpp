@@ -138,3 +138,55 @@ TEST_CASE("readiness: a check that never passes fails the watcher with the reaso
   CHECK(arbiter.events("w.ready").empty());
   CHECK(arbiter.stop() == 0);
 }
+
+TEST_CASE("readiness: a watcher that never gets ready blocks only those after it, until it recovers",
+          "[integration][readiness]") {
+  TempDir dir;
+  auto flag = dir / "flag";
+  auto cfg = fmt::format(
+      "[watcher:db]\ncmd = {0}\nargs = forever\npriority = 1\nready.exec = test -e {1}\nready.interval = 50ms\n"
+      "ready.start_timeout = 1s\n"
+      "[watcher:peer]\ncmd = {0}\nargs = forever\npriority = 1\n"
+      "[watcher:app]\ncmd = {0}\nargs = forever\npriority = 2\n",
+      child(), flag.string());
+  Arbiter arbiter(dir, "gate.ini", cfg);
+  auto failed = arbiter.wait_events("db.failed");
+  auto blocked = arbiter.wait_events("app.start_blocked");
+  CHECK(blocked[0].data["blocker"] == "db");
+  CHECK(arbiter.events("peer.start").size() == 1);  // same group: not held back
+  CHECK(arbiter.events("app.spawn").empty());
+  // db recovers: started again, now ready; app follows.
+  write_file(flag, "ok\n");
+  auto r = run_trapeze(dir, {"-c", arbiter.config().string(), "start", "db"});
+  CHECK(r.status == 0);
+  arbiter.wait_events("db.start");
+  auto app = arbiter.wait_events("app.start");
+  auto all = arbiter.events();
+  auto seq_of = [&](const std::string& topic) {
+    for (auto& e : all)
+      if (e.topic == topic) return e.data["seq"].get<long long>();
+    return -1LL;
+  };
+  CHECK(seq_of("watcher.db.start") < seq_of("watcher.app.spawn"));
+  CHECK(arbiter.stop() == 0);
+}
+
+TEST_CASE("readiness: depends_on orders watchers of one priority", "[integration][readiness]") {
+  TempDir dir;
+  int port = free_port();
+  auto cfg = fmt::format(
+      "[watcher:worker]\ncmd = {0}\nargs = forever\ndepends_on = cache\n"
+      "[watcher:cache]\ncmd = {0}\nargs = sleep 300 serve {1}\nready.tcp = 127.0.0.1:{1}\nready.interval = 50ms\n",
+      child(), port);
+  Arbiter arbiter(dir, "deps.ini", cfg);
+  arbiter.wait_events("worker.start");
+  auto all = arbiter.events();
+  long long cache_start = -1, worker_spawn = -1;
+  for (auto& e : all) {
+    if (e.topic == "watcher.cache.start") cache_start = e.data["seq"];
+    if (e.topic == "watcher.worker.spawn" && worker_spawn < 0) worker_spawn = e.data["seq"];
+  }
+  CHECK(cache_start > 0);
+  CHECK(cache_start < worker_spawn);
+  CHECK(arbiter.stop() == 0);
+}
