@@ -569,7 +569,16 @@ void Arbiter::query(const ctl::Request& req, ControlServer::Reply& reply) {
   };
   if (cmd == "status") {
     if (props.contains("name")) {
-      if (auto* w = named()) reply.ok({{"status", std::string(watchers::to_string(w->state()))}});
+      // circus's quirk (the state in place of "ok"), plus each process and whether it is ready.
+      if (auto* w = named()) {
+        json processes = json::array();
+        for (const auto& p : w->processes())
+          processes.push_back({{"pid", p.pid},
+                               {"wid", p.wid},
+                               {"state", std::string(watchers::to_string(p.state))},
+                               {"ready", p.state == watchers::ProcessState::ready}});
+        reply.ok({{"status", std::string(watchers::to_string(w->state()))}, {"processes", processes}});
+      }
       return;
     }
     json statuses = json::object();

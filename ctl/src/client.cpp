@@ -94,6 +94,13 @@ void print_reply(std::ostream& out, const std::string& command, const json& prop
       print_table(out, rows);
     } else {
       out << reply.value("status", "") << '\n';
+      if (reply.contains("processes") && !reply["processes"].empty()) {
+        std::vector<std::vector<std::string>> rows = {{"PID", "WID", "STATE", "READY"}};
+        for (auto& p : reply["processes"])
+          rows.push_back({cell(p.value("pid", json(0))), cell(p.value("wid", json(0))), p.value("state", ""),
+                          p.value("ready", false) ? "yes" : "no"});
+        print_table(out, rows);
+      }
     }
   } else if (command == "list") {
     for (auto& v : reply.contains("pids") ? reply["pids"] : reply["watchers"]) out << cell(v) << '\n';

@@ -3,7 +3,6 @@
 
 using namespace trapeze::testing;
 
-
 TEST_CASE("cli: status, list, incr and errors against a running arbiter", "[integration][bus]") {
   TempDir dir;
   Arbiter arbiter(dir, "cli.ini", fmt::format("[watcher:web]\ncmd = {}\nargs = forever\n", child()));
@@ -14,7 +13,9 @@ TEST_CASE("cli: status, list, incr and errors against a running arbiter", "[inte
   CHECK(r.status == 0);
   CHECK(r.out == "WATCHER  STATUS\nweb      active\n");
   r = run_trapeze(dir, {"status", "web", "-c", cfg});
-  CHECK(r.out == "active\n");
+  pid_t pid = arbiter.events("web.spawn")[0].data["process_pid"];
+  CHECK(r.out == fmt::format("active\nPID{0}  WID  STATE  READY\n{1}  1    ready  yes\n",
+                             std::string(std::to_string(pid).size() - 3, ' '), pid));
   r = run_trapeze(dir, {"-c", cfg, "--json", "numwatchers"});
   CHECK(Json::parse(r.out)["numwatchers"] == 1);
   r = run_trapeze(dir, {"-c", cfg, "incr", "web", "2"});
