@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """trapeze benchmarks. Reports medians over repeated runs, and ratios to a baseline.
 
-    python3 bench/run.py [--build build] [--repeat 5] [start respawn idle rss stream bus ...]
+    python3 bench/run.py [--build build] [--repeat 5] [start respawn idle rss stream bus ready ...]
 
 Needs a build (./dev test, or cmake --build build) with bench/spawn_baseline. Uses only the
 Python standard library. Nothing here is a test: on a shared machine the figures move; compare
@@ -220,8 +220,72 @@ def bench_bus(args):
           f"p99 {median(r[1] for r in reaps):.0f} us, medians of runs (target p50 < 1000 us)")
 
 
+def free_port():
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def bench_ready(args):
+    """Workload ready (its own timestamp) -> the process's ready event at a subscriber."""
+    starts = 50
+    child = os.path.join(args.build, "tests", "integration", "test_child")
+    for method in ["log", "notify", "notification_fd", "tcp", "http", "exec"]:
+        work = tempfile.mkdtemp(prefix="trapeze-ready-")
+        stamp = os.path.join(work, "stamp")
+        port = free_port()
+        flag = os.path.join(work, "flag")
+        ready, action = {
+            "log": ("ready.log = ^up$", f"stamp {stamp} print up forever"),
+            "notify": ("ready.notify = true", f"stamp {stamp} notify READY=1 forever"),
+            "notification_fd": ("ready.notification_fd = 5", f"stamp {stamp} readyfd 5 forever"),
+            "tcp": (f"ready.tcp = 127.0.0.1:{port}\nready.interval = 50ms", f"stamp {stamp} serve {port}"),
+            "http": (f"ready.http = http://127.0.0.1:{port}/\nready.interval = 50ms", f"stamp {stamp} serve {port}"),
+            "exec": (f"ready.exec = test -e {stamp}\nready.interval = 50ms", f"sleep 20 stamp {stamp} forever"),
+        }[method]
+        control = f"ipc://{work}/control"
+        a = Arbiter(args.trapeze, f"[circus]\nendpoint = {control}\npubsub_endpoint = ipc://{work}/events\n"
+                                  f"[watcher:r]\ncmd = {child}\nargs = {action}\n{ready}\n"
+                                  "check_flapping = false\nmin_uptime = 0\ngraceful_timeout = 5\n")
+        a.wait(lambda ev: any(e["topic"] == "watcher.r.start" for e in ev))
+        listen = subprocess.Popen([args.trapeze, "--endpoint", control, "listen", "--json", "watcher.r."],
+                                  stdout=subprocess.PIPE, text=True, bufsize=1)
+        # Live once it sees an event we caused.
+        while True:
+            subprocess.run([args.trapeze, "--endpoint", control, "reloadconfig"], capture_output=True)
+            subprocess.run([args.trapeze, "--endpoint", control, "incr", "r"], capture_output=True)
+            subprocess.run([args.trapeze, "--endpoint", control, "decr", "r"], capture_output=True)
+            line = listen.stdout.readline()
+            if line:
+                break
+        latencies = []
+        for _ in range(starts):
+            if os.path.exists(stamp):
+                os.unlink(stamp)
+            subprocess.run([args.trapeze, "--endpoint", control, "kill", "r"], capture_output=True, check=True)
+            while True:
+                line = listen.stdout.readline()
+                got = time.time()
+                e = json.loads(line)
+                if e["topic"] == "watcher.r.ready" and "process_pid" in e["data"] and os.path.exists(stamp):
+                    break
+            with open(stamp) as f:
+                latencies.append((got - float(f.read())) * 1000)
+        listen.kill()
+        listen.wait()
+        a.stop()
+        shutil.rmtree(work, ignore_errors=True)
+        print(f"ready latency, {method}: p50 {pct(latencies, 50):.2f} ms, p99 {pct(latencies, 99):.2f} ms "
+              f"over {starts} starts")
+        sys.stdout.flush()
+
+
 BENCHES = {"start": bench_start, "respawn": bench_respawn, "idle": bench_idle, "rss": bench_rss,
-           "stream": bench_stream, "bus": bench_bus}
+           "stream": bench_stream, "bus": bench_bus,
+           "ready": bench_ready}
 
 
 def main():
