@@ -262,6 +262,9 @@ class Builder {
     w.name = name;
     w.where = s.where;
     check_name(s, name, "watcher");
+    check_bodies_.clear();
+    bad_check_names_.clear();
+    kindless_checks_.clear();
     // Interpolation sees the watcher's environment, which needs copy_env and the env options
     // first (circus reads them before expanding, too).
     for (const auto& e : s.entries) {
@@ -357,6 +360,8 @@ class Builder {
                                                    "stderr_stream.class",
                                                    "hooks.before_start",
                                                    "ready.tcp",
+                                                   "check.NAME.tcp",
+                                                   "on_check_failure",
                                                    "flapping.attempts",
                                                    "juju.on_ready"};
     const std::string& k = e.key;
@@ -449,6 +454,11 @@ class Builder {
       read_hook_option(e, w);
     } else if (k.starts_with("ready.")) {
       read_ready_option(e, w);
+    } else if (k == "check" || k == "checks" || k.starts_with("check.") || k.starts_with("checks.")) {
+      read_check_option(e, w);
+    } else if (k == "on_check_failure") {
+      if (auto i = values_.choice(e, {"ignore", "restart"}))
+        w.on_check_failure = *i == 0 ? OnCheckFailure::ignore : OnCheckFailure::restart;
     } else if (k.starts_with("flapping.")) {
       read_flapping_option(e, w.flapping);
     } else if (k.starts_with("juju.")) {
@@ -655,22 +665,8 @@ class Builder {
         values_.error(e.where, e.key, "must not be empty");
         return;
       }
-      if (kind == ReadyKind::tcp) {
-        auto colon = target.rfind(':');
-        auto port = colon == std::string::npos ? std::string() : target.substr(colon + 1);
-        bool port_ok = !port.empty() && port.size() <= 5 &&
-                       port.find_first_not_of("0123456789") == std::string::npos && std::stoi(port) >= 1 &&
-                       std::stoi(port) <= 65535;
-        if (colon == std::string::npos || colon == 0 || !port_ok) {
-          values_.error(e.where, e.key,
-                        fmt::format("expected host:port with a port from 1 to 65535, got {}", quote(target)));
-          return;
-        }
-      }
-      if (kind == ReadyKind::http && !target.starts_with("http://")) {
-        values_.error(e.where, e.key, fmt::format("expected an http:// URL, got {}", quote(target)));
-        return;
-      }
+      if (kind == ReadyKind::tcp && !valid_tcp_target(e, target)) return;
+      if (kind == ReadyKind::http && !valid_http_target(e, target)) return;
       if (kind == ReadyKind::log) {
         try {
           std::regex check(target, std::regex::ECMAScript);
@@ -697,6 +693,140 @@ class Builder {
       values_.error(e.where, e.key,
                     fmt::format("unknown readiness option{}",
                                 guess.empty() ? "" : fmt::format("; did you mean 'ready.{}'?", guess)));
+    }
+  }
+
+  /// A tcp probe's target (ready.tcp, check.NAME.tcp): host:port. Records an error when it is not.
+  bool valid_tcp_target(const RawEntry& e, const std::string& target) {
+    auto colon = target.rfind(':');
+    auto port = colon == std::string::npos ? std::string() : target.substr(colon + 1);
+    bool port_ok = !port.empty() && port.size() <= 5 &&
+                   port.find_first_not_of("0123456789") == std::string::npos && std::stoi(port) >= 1 &&
+                   std::stoi(port) <= 65535;
+    if (colon == std::string::npos || colon == 0 || !port_ok) {
+      values_.error(e.where, e.key,
+                    fmt::format("expected host:port with a port from 1 to 65535, got {}", quote(target)));
+      return false;
+    }
+    return true;
+  }
+
+  /// An http probe's target (ready.http, check.NAME.http): an http:// URL.
+  bool valid_http_target(const RawEntry& e, const std::string& target) {
+    if (!target.starts_with("http://")) {
+      values_.error(e.where, e.key, fmt::format("expected an http:// URL, got {}", quote(target)));
+      return false;
+    }
+    return true;
+  }
+
+  /// check.NAME.OPTION: a liveness check (Pebble's). TOML's [watchers.W.checks.NAME] tables arrive
+  /// as checks.NAME.OPTION; either spelling is accepted, and messages use the one written.
+  void read_check_option(const RawEntry& e, WatcherConfig& w) {
+    static const std::vector<std::string> known = {"tcp",    "http",    "body",     "exec",
+                                                   "period", "timeout", "threshold"};
+    const std::string prefix = e.key.substr(0, e.key.find('.'));
+    const std::string rest = e.key.size() > prefix.size() ? e.key.substr(prefix.size() + 1) : "";
+    const auto dot = rest.find('.');
+    const std::string name = rest.substr(0, dot);
+    const std::string opt = dot == std::string::npos ? "" : rest.substr(dot + 1);
+    if (name.empty() || opt.empty()) {
+      values_.error(
+          e.where, e.key,
+          doc_.format == Format::toml
+              ? fmt::format("expected a table [watchers.{}.checks.NAME] with tcp, http or exec", w.name)
+              : fmt::format("expected {}.NAME.OPTION, such as {}.alive.tcp = localhost:8080", prefix,
+                            prefix));
+      return;
+    }
+    if (name.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-_") != std::string::npos) {
+      if (bad_check_names_.insert(name).second)
+        values_.error(
+            e.where, e.key,
+            fmt::format("a check name uses lower-case letters, digits, '-' and '_', got {}", quote(name)));
+      return;
+    }
+    auto it =
+        std::find_if(w.checks.begin(), w.checks.end(), [&](const CheckConfig& c) { return c.name == name; });
+    if (it == w.checks.end()) {
+      CheckConfig fresh;
+      fresh.name = name;
+      fresh.where = e.where;
+      w.checks.push_back(std::move(fresh));
+      it = std::prev(w.checks.end());
+    }
+    CheckConfig& c = *it;
+
+    if (opt == "tcp" || opt == "http" || opt == "exec") {
+      if (c.kind != ReadyKind::none) {
+        values_.error(e.where, e.key,
+                      fmt::format("check {} has one kind; {}.{}.{} is already given", name, prefix, name,
+                                  to_string(c.kind)));
+        return;
+      }
+      // Set before the target is checked, so that a bad target is not also "no kind".
+      c.kind = opt == "tcp" ? ReadyKind::tcp : opt == "http" ? ReadyKind::http : ReadyKind::exec;
+      auto v = values_.string(e);
+      if (!v) return;
+      std::string target(trim(*v));
+      if (target.empty()) {
+        values_.error(e.where, e.key, "must not be empty");
+        return;
+      }
+      if (c.kind == ReadyKind::tcp && !valid_tcp_target(e, target)) return;
+      if (c.kind == ReadyKind::http && !valid_http_target(e, target)) return;
+      c.target = target;
+    } else if (opt == "log" || opt == "notify" || opt == "notification_fd") {
+      kindless_checks_.insert(name);  // reported here; not again as "give one of"
+      values_.error(e.where, e.key,
+                    "a liveness check is tcp, http or exec (log and notify are readiness only)");
+    } else if (opt == "body") {
+      check_bodies_.emplace(name, RawEntry{e.key, std::string(), e.where});
+      if (auto v = values_.string(e)) c.http_body = *v;
+    } else if (opt == "period" || opt == "timeout") {
+      auto d = values_.duration(e);
+      if (!d) return;
+      if (d->count() == 0) {
+        values_.error(e.where, e.key, "must be more than 0");
+        return;
+      }
+      (opt == "period" ? c.period : c.timeout) = *d;
+    } else if (opt == "threshold") {
+      if (auto v = values_.integer(e, 1, 1000000)) c.threshold = static_cast<int>(*v);
+    } else {
+      // ready.* calls it interval; a check's is its period.
+      std::string guess = opt == "interval" ? "period" : closest(opt, known);
+      values_.error(
+          e.where, e.key,
+          fmt::format("unknown check option{}",
+                      guess.empty() ? " (tcp, http, body, exec, period, timeout, threshold)"
+                                    : fmt::format("; did you mean '{}.{}.{}'?", prefix, name, guess)));
+    }
+  }
+
+  /// After all of a watcher's options: each check has a kind, a body only with http; sorted by name.
+  void finish_checks(WatcherConfig& w, const RawSection& s) {
+    for (const auto& c : w.checks) {
+      if (c.kind == ReadyKind::none && !kindless_checks_.contains(c.name))
+        values_.error(c.where, section_label(s.name),
+                      fmt::format("check {}: give one of tcp, http, exec", c.name));
+      auto body = check_bodies_.find(c.name);
+      if (body != check_bodies_.end() && c.kind != ReadyKind::none && c.kind != ReadyKind::http)
+        values_.error(
+            body->second.where, body->second.key,
+            fmt::format("only an http check has a body; check {} is a {} check", c.name, to_string(c.kind)));
+      if (c.kind != ReadyKind::none && c.timeout >= c.period)
+        values_.warning(
+            c.where, section_label(s.name),
+            fmt::format("check {}: timeout {} is not less than period {}, so a probe may still run "
+                        "when the next one is due",
+                        c.name, format_duration(c.timeout), format_duration(c.period)));
+    }
+    std::stable_sort(w.checks.begin(), w.checks.end(),
+                     [](const CheckConfig& a, const CheckConfig& b) { return a.name < b.name; });
+    if (w.on_check_failure == OnCheckFailure::restart && w.checks.empty()) {
+      const RawEntry* e = s.find("on_check_failure");
+      values_.warning(e != nullptr ? e->where : s.where, "on_check_failure", "the watcher has no checks");
     }
   }
 
@@ -757,6 +887,7 @@ class Builder {
   void finish_watcher(WatcherConfig& w, const RawSection& s) {
     std::string label = section_label(s.name);
     if (w.cmd.empty()) values_.error(s.where, label, "missing cmd: a watcher needs a command to run");
+    finish_checks(w, s);
     if (w.singleton && w.numprocesses > 1)
       values_.error(
           s.where, label,
@@ -998,6 +1129,9 @@ class Builder {
   const RawSection* arbiter_section_ = nullptr;
   Env global_env_, local_env_;
   std::map<std::string, Env> own_env_;  // a watcher's own env = / env.KEY options
+  // The watcher being read: its checks' body options, and check names already reported.
+  std::map<std::string, RawEntry> check_bodies_;
+  std::set<std::string> bad_check_names_, kindless_checks_;
 };
 
 }  // namespace

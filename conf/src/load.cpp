@@ -61,6 +61,10 @@ std::string_view to_string(ReadyKind k) {
   return "?";
 }
 
+std::string_view to_string(OnCheckFailure f) {
+  return f == OnCheckFailure::ignore ? "ignore" : "restart";
+}
+
 std::string_view to_string(PriorityOrder o) {
   return o == PriorityOrder::ascending ? "ascending" : "descending";
 }

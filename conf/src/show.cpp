@@ -121,6 +121,20 @@ json watcher_json(const WatcherConfig& w) {
     r["start_timeout"] = format_duration(rc.start_timeout);
     j["ready"] = r;
   }
+  if (!w.checks.empty()) {
+    json checks = json::object();
+    for (const auto& c : w.checks) {
+      json cj;
+      cj[std::string(to_string(c.kind))] = c.target;
+      if (!c.http_body.empty()) cj["body"] = c.http_body;
+      cj["period"] = format_duration(c.period);
+      cj["timeout"] = format_duration(c.timeout);
+      cj["threshold"] = c.threshold;
+      checks[c.name] = cj;
+    }
+    j["checks"] = checks;
+  }
+  if (w.on_check_failure != OnCheckFailure::ignore) j["on_check_failure"] = to_string(w.on_check_failure);
   json juju = json::object();
   auto event = [&](const char* key, const std::optional<std::string>& v) {
     if (v) juju[key] = v->empty() ? json(false) : json(*v);

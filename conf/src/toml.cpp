@@ -1,7 +1,10 @@
 // The native format. TOML tables map onto the INI dialect's sections so that one builder
 // checks both: [arbiter] is [circus], [watchers.NAME] is [watcher:NAME], [sockets.NAME] is
 // [socket:NAME]; nested tables become dotted keys ([watchers.web.hooks] before_start = ...
-// is hooks.before_start).
+// is hooks.before_start; [watchers.web.checks.up] tcp = ... is checks.up.tcp, which the builder
+// takes for the INI spelling check.up.tcp). Entries keep their file order.
+#include <algorithm>
+
 #include <toml++/toml.h>
 
 #include <fmt/format.h>
@@ -52,6 +55,10 @@ class TomlReader {
   void section(const std::string& name, const Location& where, const toml::table& table) {
     RawSection s{name, where, {}};
     flatten(table, "", s);
+    // toml++ hands keys over sorted by name; the builder reads them in file order, as from INI,
+    // so that "already given" and "first key" mean what they say.
+    std::stable_sort(s.entries.begin(), s.entries.end(),
+                     [](const RawEntry& a, const RawEntry& b) { return a.where.line < b.where.line; });
     doc_.sections.push_back(std::move(s));
   }
 

@@ -26,6 +26,7 @@ Config comparable(Config c) {
   c.arbiter.plugin_dirs.clear();
   for (auto& w : c.watchers) {
     w.where = {};
+    for (auto& check : w.checks) check.where = {};
     for (auto& [point, h] : w.hooks) {
       h.where = {};
       h.library.clear();
@@ -187,9 +188,130 @@ TEST_CASE("TOML: every table of the native format", "[unit][conf]") {
   CHECK(c.juju.backoff == 2s);
 }
 
+TEST_CASE("liveness checks: INI, field by field", "[unit][conf]") {
+  Config c = load_data("good/checks.ini");
+  CHECK(c.warnings.empty());
+  const auto& web = watcher(c, "web");
+  CHECK(web.on_check_failure == OnCheckFailure::restart);
+  REQUIRE(web.checks.size() == 3);
+  // Sorted by name, whatever the file's order.
+  const CheckConfig& health = web.checks[0];
+  CHECK(health.name == "health");
+  CHECK(health.kind == ReadyKind::http);
+  CHECK(health.target == "http://127.0.0.1:8080/health");
+  CHECK(health.http_body == "ok");
+  CHECK(health.period == 10s);  // Pebble's defaults
+  CHECK(health.timeout == 3s);
+  CHECK(health.threshold == 5);
+  CHECK(health.where == Location{kData + "/good/checks.ini", 8});
+  const CheckConfig& script = web.checks[1];
+  CHECK(script.name == "script");
+  CHECK(script.kind == ReadyKind::exec);
+  CHECK(script.target == "/usr/local/bin/probe --quick");
+  CHECK(script.http_body.empty());
+  CHECK(script.period == 90s);
+  CHECK(script.timeout == 2500ms);  // a bare number is seconds
+  CHECK(script.threshold == 3);
+  CHECK(script.where.line == 11);
+  const CheckConfig& up = web.checks[2];
+  CHECK(up.name == "up");
+  CHECK(up.kind == ReadyKind::tcp);
+  CHECK(up.target == "127.0.0.1:8080");
+  CHECK(up.period == 5s);
+  CHECK(up.timeout == 500ms);
+  CHECK(up.threshold == 3);
+  CHECK(up.where.line == 5);
+
+  const auto& worker = watcher(c, "worker");
+  CHECK(worker.on_check_failure == OnCheckFailure::ignore);
+  REQUIRE(worker.checks.size() == 1);
+  CHECK(worker.checks[0] ==
+        CheckConfig{
+            "alive", ReadyKind::exec, "pgrep -f worker", "", 10s, 3s, 3, {kData + "/good/checks.ini", 17}});
+  CHECK(watcher(load_data("good/dialect.ini"), "web").checks.empty());
+}
+
+TEST_CASE("liveness checks: TOML gives the same model as INI", "[unit][conf]") {
+  Config toml = load_data("good/checks.toml");
+  CHECK(toml.warnings.empty());
+  const auto& web = watcher(toml, "web");
+  REQUIRE(web.checks.size() == 3);
+  CHECK(web.checks[0].name == "health");
+  CHECK(web.checks[0].where == Location{kData + "/good/checks.toml", 12});  // its first key, not the header
+  CHECK(web.checks[1].timeout == 2500ms);                                   // a number of seconds
+  CHECK(web.checks[2].period == 5s);
+  CHECK(watcher(toml, "worker").checks.at(0).target == "pgrep -f worker");  // a dotted key
+  Config ini = load_data("good/checks.ini");
+  CHECK(to_json(comparable(toml)).dump(1) == to_json(comparable(ini)).dump(1));
+  CHECK(comparable(toml) == comparable(ini));
+}
+
+TEST_CASE("liveness checks: both spellings, show, warnings", "[unit][conf]") {
+  SECTION("check.NAME and checks.NAME are one check in either format") {
+    Config ini = load_ini_text("[watcher:w]\ncmd = x\ncheck.a.tcp = db:5432\nchecks.a.threshold = 1\n",
+                               "t.ini", quiet_options());
+    REQUIRE(ini.watchers[0].checks.size() == 1);
+    CHECK(ini.watchers[0].checks[0].threshold == 1);
+    Config toml =
+        load_toml_text("[watchers.w]\ncmd = \"x\"\ncheck.a.tcp = \"db:5432\"\n", "t.toml", quiet_options());
+    CHECK(toml.watchers[0].checks.at(0).kind == ReadyKind::tcp);
+  }
+  SECTION("the JSON and the TOML show every key of a check") {
+    Config c = load_data("good/checks.ini");
+    auto j = to_json(c);
+    CHECK(j["watchers"]["web"]["checks"]["health"] ==
+          nlohmann::ordered_json{{"http", "http://127.0.0.1:8080/health"},
+                                 {"body", "ok"},
+                                 {"period", "10s"},
+                                 {"timeout", "3s"},
+                                 {"threshold", 5}});
+    CHECK(j["watchers"]["web"]["checks"]["up"] ==
+          nlohmann::ordered_json{
+              {"tcp", "127.0.0.1:8080"}, {"period", "5s"}, {"timeout", "500ms"}, {"threshold", 3}});
+    CHECK(j["watchers"]["web"]["on_check_failure"] == "restart");
+    CHECK_FALSE(j["watchers"]["worker"].contains("on_check_failure"));  // the default is left out
+    CHECK_FALSE(j["watchers"]["worker"].contains("ready"));
+    std::string toml = to_toml(c);
+    CHECK(toml.find("[watchers.web.checks.health]") != std::string::npos);
+    CHECK(toml.find("on_check_failure = 'restart'") != std::string::npos);
+    CHECK(toml.find("[watchers.worker.checks.alive]") != std::string::npos);
+  }
+  SECTION("on_check_failure = restart without checks is a warning") {
+    Config c = load_ini_text("[watcher:w]\ncmd = x\non_check_failure = restart\n", "t.ini", quiet_options());
+    CHECK(has_warning(c, "t.ini:3: warning: on_check_failure: the watcher has no checks"));
+    CHECK(c.watchers[0].on_check_failure == OnCheckFailure::restart);
+    Config quiet =
+        load_ini_text("[watcher:w]\ncmd = x\non_check_failure = ignore\n", "t.ini", quiet_options());
+    CHECK(quiet.warnings.empty());
+  }
+  SECTION("a timeout not below the period is a warning") {
+    Config c = load_ini_text("[watcher:w]\ncmd = x\ncheck.a.exec = true\ncheck.a.timeout = 20s\n", "t.ini",
+                             quiet_options());
+    CHECK(has_warning(c,
+                      "t.ini:3: warning: [watcher:w]: check a: timeout 20s is not less than period 10s, so "
+                      "a probe may still run when the next one is due"));
+  }
+  SECTION("every error is reported once") {
+    try {
+      load_ini_text("[watcher:w]\ncmd = x\ncheck.Bad.tcp = h:1\ncheck.Bad.period = 1s\ncheck.b.log = x\n",
+                    "t.ini", quiet_options());
+      FAIL("loaded");
+    } catch (const ConfigError& e) {
+      std::vector<std::string> got;
+      for (const auto& d : e.diagnostics()) got.push_back(to_string(d));
+      CHECK(got ==
+            std::vector<std::string>{
+                "t.ini:3: check.Bad.tcp: a check name uses lower-case letters, digits, '-' and '_', got "
+                "'Bad'",
+                "t.ini:5: check.b.log: a liveness check is tcp, http or exec (log and notify are "
+                "readiness only)"});
+    }
+  }
+}
+
 TEST_CASE("the normalized TOML loads back to the same config", "[unit][conf]") {
-  for (const char* file :
-       {"good/circus_hooks_example.ini", "good/dialect.ini", "good/env.ini", "good/full.toml"}) {
+  for (const char* file : {"good/circus_hooks_example.ini", "good/dialect.ini", "good/env.ini",
+                           "good/full.toml", "good/checks.ini", "good/checks.toml"}) {
     INFO(file);
     Config original = load_data(file);
     std::string text = to_toml(original);

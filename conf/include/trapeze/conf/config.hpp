@@ -80,6 +80,23 @@ struct ReadyConfig {
   friend bool operator==(const ReadyConfig&, const ReadyConfig&) = default;
 };
 
+/// A liveness check, Pebble's: probed every `period`; `threshold` failures in a row make it "down".
+struct CheckConfig {
+  std::string name;
+  ReadyKind kind = ReadyKind::none;  // tcp, http or exec only
+  std::string target;                // host:port, URL or command
+  std::string http_body;             // http: optional expected body substring
+  Duration period = std::chrono::seconds(10);
+  Duration timeout = std::chrono::seconds(3);
+  int threshold = 3;
+  Location where;  // where the check's first key is
+
+  friend bool operator==(const CheckConfig&, const CheckConfig&) = default;
+};
+
+/// What a watcher does when one of its checks goes down.
+enum class OnCheckFailure { ignore, restart };
+
 /// Which charm event to dispatch for a watcher's workload events; an empty string disables one.
 struct WatcherJujuConfig {
   std::optional<std::string> on_ready, on_check_failed, on_check_recovered, on_exit, on_notice;
@@ -137,6 +154,8 @@ struct WatcherConfig {
 
   std::map<std::string, HookConfig> hooks;  // by hook point name
   ReadyConfig ready;
+  std::vector<CheckConfig> checks;  // sorted by name
+  OnCheckFailure on_check_failure = OnCheckFailure::ignore;
   std::vector<std::string> depends_on;
   WatcherJujuConfig juju;
 
@@ -237,6 +256,7 @@ struct Config {
 
 std::string_view to_string(StreamKind k);
 std::string_view to_string(ReadyKind k);
+std::string_view to_string(OnCheckFailure f);
 std::string_view to_string(PriorityOrder o);
 std::string_view to_string(JujuMode m);
 
