@@ -92,6 +92,14 @@ Arbiter::Arbiter(conf::Config config, std::string events_file)
       throw std::system_error(errno, std::system_category(), "cannot open events file '" + events_file + "'");
   }
   for (const auto& w : config_.watchers) add_watcher(w);
+  if (config_.juju.configured) {
+    std::string queue = !config_.juju.queue_file.empty() ? config_.juju.queue_file
+                                                         : conf::runtime_base(config_.path, true) + ".dispatches.json";
+    waker_ = std::make_unique<Waker>(loop_, config_.juju, queue, ctx_.environ,
+                                     [this](const std::string& topic, nlohmann::json payload) {
+                                       publish_topic(topic, std::move(payload));
+                                     });
+  }
 
   bus_ = std::make_unique<EventBus>(zmq_, conf::events_endpoint(config_, true));
   control_ = std::make_unique<ControlServer>(
@@ -136,6 +144,7 @@ int Arbiter::run() {
     if (w->config().autostart) autostart.push_back(name);
   phase_ = Phase::starting;
   loop_.defer([this, autostart] { begin_start(autostart); });
+  if (waker_) waker_->start();
   loop_.run();
   return exit_code_;
 }
@@ -350,6 +359,7 @@ void Arbiter::stop_next_group() {
 }
 
 void Arbiter::finish_shutdown() {
+  if (waker_) waker_->stop();
   publish_topic("arbiter.stop", {{"pid", getpid()}});
   spdlog::info("arbiter: stopped");
   loop_.stop();
@@ -455,7 +465,38 @@ void Arbiter::reap_strays() {
 }
 
 void Arbiter::publish(const std::string& watcher, const std::string& event, nlohmann::json payload) {
+  if (waker_) wake_charm(watcher, event, payload);
   publish_topic("watcher." + watcher + "." + event, std::move(payload));
+}
+
+// The charm events of a watcher's workload events: ready (the watcher's, not a process's),
+// a check down or up again, a process that exited unasked.
+void Arbiter::wake_charm(const std::string& watcher, const std::string& event, const nlohmann::json& payload) {
+  auto* w = find(watcher);
+  if (!w) return;
+  const auto& names = w->config().juju;
+  auto name_of = [&](const std::optional<std::string>& configured, const char* suffix) {
+    return configured ? *configured : watcher + "-workload-" + suffix;  // "" (false): disabled
+  };
+  std::string charm_event;
+  std::map<std::string, std::string> env;
+  if (event == "ready" && !payload.contains("process_pid")) {
+    charm_event = name_of(names.on_ready, "ready");
+  } else if (event == "check_failed") {
+    charm_event = name_of(names.on_check_failed, "check-failed");
+    env["JUJU_PEBBLE_CHECK_NAME"] = payload.value("check", "");
+  } else if (event == "check_recovered") {
+    charm_event = name_of(names.on_check_recovered, "check-recovered");
+    env["JUJU_PEBBLE_CHECK_NAME"] = payload.value("check", "");
+  } else if (event == "reap" && !payload.value("expected", true)) {
+    charm_event = name_of(names.on_exit, "exited");
+  }
+  if (charm_event.empty()) return;
+  try {
+    waker_->request(charm_event, watcher, std::move(env));
+  } catch (const std::exception& e) {
+    spdlog::error("juju: cannot queue {}: {}", charm_event, e.what());
+  }
 }
 
 void Arbiter::publish_topic(const std::string& topic, nlohmann::json payload) {

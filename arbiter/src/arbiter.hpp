@@ -19,6 +19,7 @@
 #include <zmq.hpp>
 
 #include "bus.hpp"
+#include "waker.hpp"
 #include "trapeze/conf/config.hpp"
 #include "trapeze/loop/loop.hpp"
 #include "trapeze/watchers/notify.hpp"
@@ -110,6 +111,9 @@ class Arbiter final : public watchers::WatcherHost {
   zmq::context_t zmq_{1};
   std::unique_ptr<EventBus> bus_;
   std::unique_ptr<ControlServer> control_;
+  std::unique_ptr<Waker> waker_;                  // with a [juju] section
+  std::map<std::string, std::uint64_t> notices_;  // notice key -> its id (repeats keep it)
+  void wake_charm(const std::string& watcher, const std::string& event, const nlohmann::json& payload);
   std::deque<Job> jobs_;  // control commands that change something, one at a time
   bool job_running_ = false;
   std::vector<std::pair<std::function<bool()>, Done>> waiters_;

@@ -158,7 +158,8 @@ void Arbiter::replace_after_stop(const std::string& name, std::unique_ptr<conf::
 void Arbiter::on_request(ctl::Request req, ControlServer::Reply reply) {
   static const std::set<std::string> queries = {"status", "list",        "numprocesses",  "numwatchers",
                                                 "get",    "options",     "globaloptions", "stats",
-                                                "dstats", "listsockets", "logs"};
+                                                "dstats", "listsockets", "logs",
+                                                "checks", "notify", "dispatches"};
   if (queries.count(req.command)) {
     query(req, reply);
     return;
@@ -679,6 +680,36 @@ void Arbiter::query(const ctl::Request& req, ControlServer::Reply& reply) {
       pos = tail.rfind('\n', pos - 1);
     std::string out = pos == std::string::npos || pos == 0 ? tail : tail.substr(pos + 1);
     return reply.ok({{"name", w->name()}, {"output", out}});
+  }
+  if (cmd == "dispatches") {
+    if (!waker_) return reply.error(ErrorCode::command_error, "no [juju] section in the config");
+    return reply.ok({{"dispatches", waker_->entries()}});
+  }
+  if (cmd == "notify") {
+    // A custom notice, Pebble's: repeats of one key keep its id, so equal notices collapse
+    // while one is queued.
+    if (!waker_) return reply.error(ErrorCode::command_error, "no [juju] section in the config");
+    auto* w = named();
+    if (!w) return;
+    std::string key = props["key"].get<std::string>();
+    if (key.empty() || key.size() > 255) return reply.error(ErrorCode::message_error, "notice key must be 1 to 255 characters");
+    auto [it, fresh] = notices_.emplace(key, notices_.size() + 1);
+    const auto& names = w->config().juju;
+    std::string event = names.on_notice ? *names.on_notice : w->name() + "-workload-notice";
+    if (event.empty()) return reply.error(ErrorCode::command_error, fmt::format("juju.on_notice of {} is false", w->name()));
+    std::map<std::string, std::string> env = {{"JUJU_NOTICE_ID", std::to_string(it->second)},
+                                              {"JUJU_NOTICE_TYPE", "custom"},
+                                              {"JUJU_NOTICE_KEY", key}};
+    const json data = props.value("data", json::object());
+    for (auto& [k, v] : data.items())
+      env["TRAPEZE_NOTICE_" + k] = v.is_string() ? v.get<std::string>() : v.dump();
+    bool queued = false;
+    try {
+      queued = waker_->request(event, w->name(), env);
+    } catch (const std::exception& e) {
+      return reply.error(ErrorCode::os_error, e.what());
+    }
+    return reply.ok({{"event", event}, {"notice_id", it->second}, {"queued", queued}});
   }
   reply.error(ErrorCode::unknown_command, fmt::format("unknown command: {}", cmd));
 }

@@ -16,6 +16,7 @@ using json = nlohmann::json;
 struct ClientArgs {
   std::string name;
   std::vector<std::string> words;  // further positionals: keys, key=value, signal, cmd
+  std::string key;                 // notify
   long long nb = 1;
   long long pid = -1;
   std::string signum;
@@ -156,6 +157,14 @@ int main(int argc, char** argv, const RunFunction& run) {
     required_name(cmd);
     cmd->add_option("-n,--lines", a.lines, "how many lines (default 100)");
   }
+  optional_name(command("checks", "The liveness checks: up or down, failures in a row, the last error"));
+  {
+    auto* cmd = command("notify", "Send a custom notice: the charm gets WATCHER-workload-notice");
+    cmd->add_option("KEY", a.key, "the notice's key, such as example.com/backup-done")->required();
+    cmd->add_option("DATA", a.words, "KEY=VALUE data, passed as TRAPEZE_NOTICE_KEY=VALUE");
+    cmd->add_option("-w,--watcher", a.name, "the workload it is about (default: $TRAPEZE_WATCHER)");
+  }
+  command("dispatches", "The charm dispatches queued, running or retrying");
   command("quit", "Stop every watcher and the arbiter");
 
   ListenOptions listen_options;
@@ -200,6 +209,20 @@ int main(int argc, char** argv, const RunFunction& run) {
         if (a.start) props["start"] = true;
         std::string bad;
         props["options"] = key_values(a.options, bad);
+        if (!bad.empty()) {
+          std::cerr << "trapeze: expected KEY=VALUE, got '" << bad << "'\n";
+          return 2;
+        }
+      }
+      if (name == "notify") {
+        if (a.name.empty() && std::getenv("TRAPEZE_WATCHER")) props["name"] = std::getenv("TRAPEZE_WATCHER");
+        if (!props.contains("name")) {
+          std::cerr << "trapeze: notify: which watcher? use --watcher NAME or $TRAPEZE_WATCHER\n";
+          return 2;
+        }
+        props["key"] = a.key;
+        std::string bad;
+        props["data"] = key_values(a.words, bad);
         if (!bad.empty()) {
           std::cerr << "trapeze: expected KEY=VALUE, got '" << bad << "'\n";
           return 2;

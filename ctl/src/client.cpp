@@ -121,6 +121,22 @@ void print_reply(std::ostream& out, const std::string& command, const json& prop
     out << reply.dump(2) << '\n';
   } else if (command == "logs") {
     out << reply.value("output", "");
+  } else if (command == "notify") {
+    out << reply.value("event", "") << (reply.value("queued", true) ? " queued" : " already queued") << '\n';
+  } else if (command == "dispatches") {
+    std::vector<std::vector<std::string>> rows = {{"ID", "EVENT", "WORKLOAD", "STATE", "ATTEMPT", "REQUESTED"}};
+    for (auto& d : reply["dispatches"])
+      rows.push_back({cell(d.value("id", json(0))), d.value("event", ""), d.value("workload", ""),
+                      d.value("state", ""), fmt::format("{}/{}", d.value("attempt", 0), d.value("max_retry", 0) + 1),
+                      d.value("requested_at", "")});
+    print_table(out, rows);
+  } else if (command == "checks") {
+    std::vector<std::vector<std::string>> rows = {{"WATCHER", "CHECK", "KIND", "STATUS", "FAILURES", "LAST ERROR"}};
+    for (auto& c : reply["checks"])
+      rows.push_back({c.value("watcher", ""), c.value("name", ""), c.value("kind", ""), c.value("status", ""),
+                      fmt::format("{}/{}", c.value("failures", 0), c.value("threshold", 0)),
+                      c.value("last_error", "")});
+    print_table(out, rows);
   } else {
     out << "ok\n";
   }

@@ -901,7 +901,9 @@ void Watcher::finish_reap(Process& p) {
   int code = p.status->bus_code();
   // The record goes first: status must not show the process once its reap is published.
   auto node = processes_.extract(pid);
-  ctx_.host->publish(name(), "reap", {{"process_pid", pid}, {"process_id", p.wid}, {"exit_code", code}});
+  // circus's keys, and whether trapeze asked it to stop (false: it exited on its own).
+  ctx_.host->publish(name(), "reap",
+                     {{"process_pid", pid}, {"process_id", p.wid}, {"exit_code", code}, {"expected", !p.unexpected}});
   bool running = state_ == WatcherState::active || state_ == WatcherState::starting;
   if (p.unexpected) {
     after_unexpected_exit(p);
