@@ -681,6 +681,24 @@ void Arbiter::query(const ctl::Request& req, ControlServer::Reply& reply) {
     std::string out = pos == std::string::npos || pos == 0 ? tail : tail.substr(pos + 1);
     return reply.ok({{"name", w->name()}, {"output", out}});
   }
+  if (cmd == "checks") {
+    json out = json::array();
+    for (auto& [n, w] : watchers_) {
+      if (props.contains("name") && n != lower(props["name"].get<std::string>())) continue;
+      for (const auto& c : w->check_status())
+        out.push_back({{"watcher", n},
+                       {"name", c.name},
+                       {"kind", std::string(conf::to_string(c.kind))},
+                       {"status", !c.running ? "inactive" : c.down ? "down" : "up"},
+                       {"failures", c.failures},
+                       {"threshold", c.threshold},
+                       {"probes", c.probes},
+                       {"last_error", c.last_error}});
+    }
+    if (props.contains("name") && !find(lower(props["name"].get<std::string>())))
+      return reply.error(ErrorCode::message_error, fmt::format("program {} not found", props["name"].get<std::string>()));
+    return reply.ok({{"checks", out}});
+  }
   if (cmd == "dispatches") {
     if (!waker_) return reply.error(ErrorCode::command_error, "no [juju] section in the config");
     return reply.ok({{"dispatches", waker_->entries()}});

@@ -190,3 +190,37 @@ TEST_CASE("readiness: depends_on orders watchers of one priority", "[integration
   CHECK(cache_start < worker_spawn);
   CHECK(arbiter.stop() == 0);
 }
+
+TEST_CASE("liveness: threshold failures make a check down, restart replaces the processes, then recovery",
+          "[integration][readiness]") {
+  TempDir dir;
+  auto flag = dir / "alive";
+  write_file(flag, "yes\n");
+  Arbiter arbiter(dir, "live.ini",
+                  fmt::format("[watcher:w]\ncmd = {}\nargs = forever\nnumprocesses = 2\n"
+                              "check.alive.exec = test -e {}\ncheck.alive.period = 100ms\n"
+                              "check.alive.threshold = 3\non_check_failure = restart\n",
+                              child(), flag.string()));
+  arbiter.wait_events("w.start");
+  auto before = arbiter.events("w.spawn");
+  REQUIRE(before.size() == 2);
+  auto r = run_trapeze(dir, {"-c", arbiter.config().string(), "checks"});
+  CHECK(r.status == 0);
+  CHECK(r.out.find("w        alive  exec  up") != std::string::npos);
+  fs::remove(flag);
+  auto failed = arbiter.wait_events("w.check_failed");
+  CHECK(failed[0].data["check"] == "alive");
+  CHECK(failed[0].data["failures"] == 3);
+  CHECK(failed[0].data["error"].get<std::string>().find("exited 1") != std::string::npos);
+  // Restarted: both processes replaced.
+  arbiter.wait_events("w.spawn", 4);
+  for (auto& reap : arbiter.events("w.reap")) CHECK(reap.data["expected"] == true);
+  r = run_trapeze(dir, {"-c", arbiter.config().string(), "--json", "checks", "w"});
+  auto j = Json::parse(r.out);
+  CHECK(j["checks"][0]["status"] == "down");
+  write_file(flag, "yes\n");
+  auto recovered = arbiter.wait_events("w.check_recovered");
+  CHECK(recovered[0].data["check"] == "alive");
+  CHECK(arbiter.events("w.check_failed").size() == 1);  // once per time it goes down
+  CHECK(arbiter.stop() == 0);
+}

@@ -237,3 +237,23 @@ TEST_CASE("waker: an arbiter SIGKILLed with requests queued and one running lose
   CHECK(rounds >= 10);  // bounded in time on a slow machine, but never trivially short
   CHECK_FALSE(fs::exists(charm.path / "overlap"));
 }
+
+TEST_CASE("waker: a check going down and up again dispatches with the check's name", "[integration][juju]") {
+  TempDir dir;
+  Charm charm(dir);
+  auto flag = dir / "alive";
+  write_file(flag, "yes\n");
+  Arbiter arbiter(dir, "check.ini",
+                  juju_config(dir, charm, "direct",
+                              sleeper("db") + "juju.on_ready = false\ncheck.ping.exec = test -e " + flag.string() +
+                                  "\ncheck.ping.period = 100ms\ncheck.ping.threshold = 1\n"));
+  arbiter.wait_events("db.start");
+  fs::remove(flag);
+  arbiter.wait_events("juju.dispatch_success");
+  write_file(flag, "yes\n");
+  arbiter.wait_events("juju.dispatch_success", 2);
+  CHECK(charm.lines("done") ==
+        std::vector<std::string>{"done db-workload-check-failed", "done db-workload-check-recovered"});
+  CHECK(charm.env().find("JUJU_PEBBLE_CHECK_NAME=ping\n") != std::string::npos);
+  CHECK(arbiter.stop() == 0);
+}

@@ -202,6 +202,18 @@ Watcher::Watcher(conf::WatcherConfig cfg, WatcherContext& ctx) : cfg_(std::move(
     for (const auto& [point, hook] : cfg_.hooks) bound_hooks_[point] = {ctx_.plugins->load(hook.library, hook.symbol), &hook};
   hook_view_ = options_view(cfg_);
   if (cfg_.ready.kind == conf::ReadyKind::log) ready_regex_.emplace(cfg_.ready.target, std::regex::ECMAScript);
+  if (!cfg_.checks.empty()) {
+    Checks::Callbacks callbacks;
+    callbacks.on_failed = [this](const std::string& check, int failures, const std::string& error) {
+      on_check_failed(check, failures, error);
+    };
+    callbacks.on_recovered = [this](const std::string& check) {
+      spdlog::info("watcher {}: check {} is up again", name(), check);
+      ctx_.host->publish(name(), "check_recovered", {{"check", check}});
+    };
+    checks_ = std::make_unique<Checks>(*ctx_.loop, cfg_.checks, child_environment(cfg_, ctx_.environ),
+                                       cfg_.working_dir, std::move(callbacks));
+  }
   stdout_sink_ = ctx_.output->open(cfg_.stdout_stream, cfg_.name, "stdout");
   stderr_sink_ = ctx_.output->open(cfg_.stderr_stream, cfg_.name, "stderr");
 }
@@ -310,6 +322,7 @@ void Watcher::stop() {
   }
   spdlog::info("watcher {}: stopping", name());
   set_state(WatcherState::stopping);
+  if (checks_) checks_->stop();
   pending_spawns_.clear();
   spawn_hooks_.clear();
   start_timeout_.reset();
@@ -727,6 +740,7 @@ void Watcher::check_started() {
 
 void Watcher::become_active() {
   set_state(WatcherState::active);
+  if (checks_) checks_->start();
   spdlog::info("watcher {}: active", name());
   ctx_.host->publish(name(), "ready", {});
   ctx_.host->publish(name(), "start", {});
@@ -985,6 +999,25 @@ void Watcher::run_hook(const std::string& point, HookArgs args, std::function<vo
     ctx_.host->publish(name(), "hook_failure", std::move(payload));
     next(!vetoed && ignore);
   });
+}
+
+// A liveness check went down (`threshold` failures in a row). With on_check_failure =
+// restart, every process is replaced, as Pebble restarts a service; the check goes on, and
+// check_recovered follows its next success.
+void Watcher::on_check_failed(const std::string& check, int failures, const std::string& error) {
+  spdlog::warn("watcher {}: check {} is down ({} failures in a row): {}", name(), check, failures, error);
+  ctx_.host->publish(name(), "check_failed", {{"check", check}, {"failures", failures}, {"error", error}});
+  if (cfg_.on_check_failure != conf::OnCheckFailure::restart || state_ != WatcherState::active) return;
+  spdlog::warn("watcher {}: restarting its processes (on_check_failure = restart)", name());
+  for (auto& [pid, p] : processes_)
+    if (!p->status && !p->asked_to_stop) {
+      p->replace = true;
+      stop_process(*p);
+    }
+}
+
+std::vector<CheckStatus> Watcher::check_status() const {
+  return checks_ ? checks_->status() : std::vector<CheckStatus>{};
 }
 
 // ready.log: whole lines are matched, so a line that arrives in pieces matches once its

@@ -25,6 +25,7 @@
 #include "trapeze/hooks/runner.hpp"
 #include "trapeze/loop/fd.hpp"
 #include "trapeze/loop/loop.hpp"
+#include "trapeze/watchers/checks.hpp"
 #include "trapeze/watchers/exit_status.hpp"
 #include "trapeze/watchers/output.hpp"
 #include "trapeze/watchers/policy.hpp"
@@ -101,6 +102,8 @@ class Watcher {
   const std::string& failure() const { return failure_; }
   std::vector<ProcessInfo> processes() const;
   const WatcherStats& stats() const { return stats_; }
+  /// Its liveness checks, up or down.
+  std::vector<CheckStatus> check_status() const;
   /// The last bytes of output of this watcher's processes, oldest first.
   std::string output_tail() const;
 
@@ -150,6 +153,7 @@ class Watcher {
   void ready_signal(Process& p);
   void probe_ready(Process& p);
   void scan_for_ready(Process& p, Stream& s, std::string_view bytes);
+  void on_check_failed(const std::string& check, int failures, const std::string& error);
   void on_spawned(Process& p);
   void on_ready(Process& p);
   void on_status(Process& p);
@@ -188,6 +192,7 @@ class Watcher {
   int next_start_wid_ = 0;  // during a start with warmup_delay: the next wid to spawn
   loop::Timer start_timeout_, resume_;
   std::optional<std::regex> ready_regex_;  // ready.log
+  std::unique_ptr<Checks> checks_;         // liveness checks: probed while active
   std::string tail_;  // ring of the last kTailBytes of output
   std::size_t tail_pos_ = 0;
   std::shared_ptr<int> alive_ = std::make_shared<int>(0);  // for callbacks that may outlive us
