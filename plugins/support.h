@@ -391,6 +391,25 @@ static inline int tp_wait_fd(const trapeze_hook_call* call, int fd, short events
   }
 }
 
+/* tp_wait_fd, with the reason in WHY when FD is not ready: TIMED_OUT when the deadline passed,
+ * "cancelled", or the error. Returns 0 when ready, -1 otherwise. */
+static inline int tp_wait_or_why(const trapeze_hook_call* call, int fd, short events, double deadline,
+                                 const char* timed_out, char* why, size_t why_size) {
+  switch (tp_wait_fd(call, fd, events, deadline)) {
+    case TP_READY:
+      return 0;
+    case TP_TIMEOUT:
+      tp_whyf(why, why_size, "%s", timed_out);
+      return -1;
+    case TP_CANCELLED:
+      tp_whyf(why, why_size, "cancelled");
+      return -1;
+    default:
+      tp_why_errno(why, why_size, errno);
+      return -1;
+  }
+}
+
 /* Connects one address before DEADLINE. Returns the non-blocking socket, or -1 with WHY. */
 static inline int tp_connect_one(const trapeze_hook_call* call, const struct addrinfo* ai, double deadline,
                                  char* why, size_t why_size) {
@@ -408,21 +427,10 @@ static inline int tp_connect_one(const trapeze_hook_call* call, const struct add
     close(fd);
     return -1;
   }
-  switch (tp_wait_fd(call, fd, POLLOUT, deadline)) {
-    case TP_READY:
-      if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
-      if (err == 0) return fd;
-      tp_why_errno(why, why_size, err);
-      break;
-    case TP_TIMEOUT:
-      tp_whyf(why, why_size, "timed out connecting");
-      break;
-    case TP_CANCELLED:
-      tp_whyf(why, why_size, "cancelled");
-      break;
-    default:
-      tp_why_errno(why, why_size, errno);
-      break;
+  if (tp_wait_or_why(call, fd, POLLOUT, deadline, "timed out connecting", why, why_size) == 0) {
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+    if (err == 0) return fd;
+    tp_why_errno(why, why_size, err);
   }
   close(fd);
   return -1;
@@ -461,19 +469,7 @@ static inline int tp_send_all(const trapeze_hook_call* call, int fd, const char*
       tp_why_errno(why, why_size, errno);
       return -1;
     }
-    switch (tp_wait_fd(call, fd, POLLOUT, deadline)) {
-      case TP_READY:
-        break;
-      case TP_TIMEOUT:
-        tp_whyf(why, why_size, "timed out sending");
-        return -1;
-      case TP_CANCELLED:
-        tp_whyf(why, why_size, "cancelled");
-        return -1;
-      default:
-        tp_why_errno(why, why_size, errno);
-        return -1;
-    }
+    if (tp_wait_or_why(call, fd, POLLOUT, deadline, "timed out sending", why, why_size) != 0) return -1;
   }
   return 0;
 }
@@ -489,19 +485,7 @@ static inline ssize_t tp_recv_some(const trapeze_hook_call* call, int fd, char* 
       tp_why_errno(why, why_size, errno);
       return -1;
     }
-    switch (tp_wait_fd(call, fd, POLLIN, deadline)) {
-      case TP_READY:
-        break;
-      case TP_TIMEOUT:
-        tp_whyf(why, why_size, "timed out");
-        return -1;
-      case TP_CANCELLED:
-        tp_whyf(why, why_size, "cancelled");
-        return -1;
-      default:
-        tp_why_errno(why, why_size, errno);
-        return -1;
-    }
+    if (tp_wait_or_why(call, fd, POLLIN, deadline, "timed out", why, why_size) != 0) return -1;
   }
 }
 

@@ -35,6 +35,7 @@
 
 #include "trapeze/hooks/plugin.hpp"
 #include "trapeze/hooks/runner.hpp"
+#include "../hooks/inbox.hpp"
 
 using namespace std::chrono_literals;
 using trapeze::hooks::HookOutcome;
@@ -125,37 +126,7 @@ class DirectCall {
   trapeze_hook_call call_{};
 };
 
-// Stands in for the loop: results are posted here and run by the test thread.
-class Inbox {
- public:
-  HookRunner::Post post() {
-    return [this](std::function<void()> fn) {
-      std::lock_guard lock(mu_);
-      posted_.push_back(std::move(fn));
-      cv_.notify_all();
-    };
-  }
-  // Runs posted functions until `pred` holds; false after `timeout`.
-  bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds timeout = 10s) {
-    auto deadline = Clock::now() + timeout;
-    for (;;) {
-      std::vector<std::function<void()>> fns;
-      {
-        std::unique_lock lock(mu_);
-        cv_.wait_until(lock, std::min(deadline, Clock::now() + 20ms), [&] { return !posted_.empty(); });
-        fns.swap(posted_);
-      }
-      for (auto& fn : fns) fn();
-      if (pred()) return true;
-      if (Clock::now() > deadline) return false;
-    }
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::vector<std::function<void()>> posted_;
-};
+using trapeze::testing::Inbox;
 
 HookRequest request(const char* symbol, Options options, std::chrono::milliseconds timeout = 20s) {
   HookRequest r;

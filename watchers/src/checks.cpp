@@ -40,15 +40,7 @@ std::vector<CheckStatus> Checks::status() const {
 }
 
 void Checks::probe(Check& c) {
-  ProbeSpec spec;
-  spec.kind = c.cfg.kind;
-  spec.target = c.cfg.target;
-  spec.http_body = c.cfg.http_body;
-  spec.timeout = std::chrono::duration_cast<std::chrono::milliseconds>(c.cfg.timeout);
-  if (spec.kind == conf::ReadyKind::exec) {
-    spec.env = env_;
-    spec.working_dir = working_dir_;
-  }
+  ProbeSpec spec = probe_spec(c.cfg.kind, c.cfg.target, c.cfg.http_body, c.cfg.timeout, env_, working_dir_);
   Check* cp = &c;
   c.probe = start_probe(loop_, spec, [this, cp](std::optional<std::string> error) {
     // This probe is over: freed after this call (we are inside it).

@@ -37,35 +37,25 @@ std::string duration_text(std::chrono::milliseconds d) {
 
 // Resolves without blocking when the host is an address or localhost; other names are resolved
 // on a short-lived thread (getaddrinfo blocks).
-bool resolve_now(const std::string& host, const std::string& port, std::vector<sockaddr_storage>& out,
-                 std::vector<socklen_t>& lengths) {
-  sockaddr_storage ss{};
+bool resolve_now(const std::string& host, const std::string& port, sockaddr_storage& out, socklen_t& length) {
+  out = {};
+  auto port_number = htons(static_cast<std::uint16_t>(std::stoi(port)));
+  auto* in = reinterpret_cast<sockaddr_in*>(&out);
+  auto* in6 = reinterpret_cast<sockaddr_in6*>(&out);
   if (host == "localhost") {
-    auto* in = reinterpret_cast<sockaddr_in*>(&ss);
-    in->sin_family = AF_INET;
     in->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    in->sin_port = htons(static_cast<std::uint16_t>(std::stoi(port)));
-    out.push_back(ss);
-    lengths.push_back(sizeof(sockaddr_in));
-    return true;
-  }
-  auto* in = reinterpret_cast<sockaddr_in*>(&ss);
-  if (inet_pton(AF_INET, host.c_str(), &in->sin_addr) == 1) {
-    in->sin_family = AF_INET;
-    in->sin_port = htons(static_cast<std::uint16_t>(std::stoi(port)));
-    out.push_back(ss);
-    lengths.push_back(sizeof(sockaddr_in));
-    return true;
-  }
-  auto* in6 = reinterpret_cast<sockaddr_in6*>(&ss);
-  if (inet_pton(AF_INET6, host.c_str(), &in6->sin6_addr) == 1) {
+  } else if (inet_pton(AF_INET6, host.c_str(), &in6->sin6_addr) == 1) {
     in6->sin6_family = AF_INET6;
-    in6->sin6_port = htons(static_cast<std::uint16_t>(std::stoi(port)));
-    out.push_back(ss);
-    lengths.push_back(sizeof(sockaddr_in6));
+    in6->sin6_port = port_number;
+    length = sizeof(sockaddr_in6);
     return true;
+  } else if (inet_pton(AF_INET, host.c_str(), &in->sin_addr) != 1) {
+    return false;
   }
-  return false;
+  in->sin_family = AF_INET;
+  in->sin_port = port_number;
+  length = sizeof(sockaddr_in);
+  return true;
 }
 
 // tcp and http: connect, then (http) one request and its answer.
@@ -87,9 +77,9 @@ class NetProbe final : public Probe {
       return finish_later(fmt::format("'{}' is not host:port", spec_.target));
     }
     timer_ = loop_.after(spec_.timeout, [this] { finish("timed out after " + duration_text(spec_.timeout)); });
-    std::vector<sockaddr_storage> addrs;
-    std::vector<socklen_t> lengths;
-    if (resolve_now(host_, port_, addrs, lengths)) return connect_to(addrs.front(), lengths.front());
+    sockaddr_storage addr{};
+    socklen_t length = 0;
+    if (resolve_now(host_, port_, addr, length)) return connect_to(addr, length);
     // A name: resolved on a thread; the answer comes back through the loop.
     std::weak_ptr<bool> alive = alive_;
     std::thread([&loop = loop_, alive, host = host_, port = port_, this] {
@@ -331,6 +321,20 @@ std::optional<HttpUrl> parse_http_url(const std::string& url) {
     return std::nullopt;
   }
   return out;
+}
+
+ProbeSpec probe_spec(conf::ReadyKind kind, const std::string& target, const std::string& http_body,
+                     conf::Duration timeout, const std::vector<std::string>& env, const std::string& working_dir) {
+  ProbeSpec spec;
+  spec.kind = kind;
+  spec.target = target;
+  spec.http_body = http_body;
+  spec.timeout = std::chrono::duration_cast<std::chrono::milliseconds>(timeout);
+  if (kind == conf::ReadyKind::exec) {
+    spec.env = env;
+    spec.working_dir = working_dir;
+  }
+  return spec;
 }
 
 bool reap_probe_child(pid_t pid) {

@@ -662,15 +662,10 @@ void Watcher::ready_signal(Process& p) {
 // tcp / http / exec: one probe now, and another `interval` after each failure, until one
 // passes or the process is gone.
 void Watcher::probe_ready(Process& p) {
-  ProbeSpec spec;
-  spec.kind = cfg_.ready.kind;
-  spec.target = cfg_.ready.target;
-  spec.http_body = cfg_.ready.http_body;
-  spec.timeout = std::chrono::duration_cast<std::chrono::milliseconds>(cfg_.ready.timeout);
-  if (spec.kind == conf::ReadyKind::exec) {
-    spec.env = child_environment(cfg_, ctx_.environ);
-    spec.working_dir = cfg_.working_dir;
-  }
+  std::vector<std::string> env;
+  if (cfg_.ready.kind == conf::ReadyKind::exec) env = child_environment(cfg_, ctx_.environ);
+  ProbeSpec spec = probe_spec(cfg_.ready.kind, cfg_.ready.target, cfg_.ready.http_body, cfg_.ready.timeout, env,
+                              cfg_.working_dir);
   pid_t pid = p.pid;
   p.probe = start_probe(*ctx_.loop, spec, [this, pid](std::optional<std::string> error) {
     auto it = processes_.find(pid);

@@ -26,6 +26,10 @@ struct ProbeSpec {
   std::string working_dir;       // exec
 };
 
+/// The spec of a readiness or liveness check; `env` and `working_dir` matter for exec only.
+ProbeSpec probe_spec(conf::ReadyKind kind, const std::string& target, const std::string& http_body,
+                     conf::Duration timeout, const std::vector<std::string>& env, const std::string& working_dir);
+
 /// nullopt: the probe passed; otherwise why it failed ("connect to 127.0.0.1:80: Connection
 /// refused", "status 503", "exit status 1", "timed out after 1s").
 using ProbeDone = std::function<void(std::optional<std::string> error)>;
