@@ -101,10 +101,20 @@ Arbiter::Arbiter(conf::Config config, std::string events_file)
                                      });
   }
 
-  bus_ = std::make_unique<EventBus>(zmq_, conf::events_endpoint(config_, true));
+  std::optional<curve::Keypair> keys;
+  if (!config_.arbiter.curve_keypair.empty()) {
+    keys = curve::read_keypair(config_.arbiter.curve_keypair);
+    // ZAP first: a connection that comes before it would be let in unchecked.
+    if (!config_.arbiter.curve_clients.empty())
+      zap_ = std::make_unique<ZapHandler>(zmq_, loop_, curve::read_public_keys(config_.arbiter.curve_clients));
+    spdlog::info("arbiter: CURVE on, public key {}; {}", keys->public_key,
+                 zap_ ? "only the clients of " + config_.arbiter.curve_clients : "any client that knows the key");
+  }
+  bus_ = std::make_unique<EventBus>(zmq_, conf::events_endpoint(config_, true), keys ? &*keys : nullptr);
   control_ = std::make_unique<ControlServer>(
       zmq_, loop_, conf::control_endpoint(config_, true),
-      [this](ctl::Request req, ControlServer::Reply reply) { on_request(std::move(req), std::move(reply)); });
+      [this](ctl::Request req, ControlServer::Reply reply) { on_request(std::move(req), std::move(reply)); },
+      keys ? &*keys : nullptr);
   spdlog::info("arbiter: control on {}, events on {}", control_->endpoint(), bus_->endpoint());
 }
 

@@ -109,6 +109,7 @@ class Arbiter final : public watchers::WatcherHost {
   };
   std::map<std::string, AfterStop> after_stop_;
   zmq::context_t zmq_{1};
+  std::unique_ptr<ZapHandler> zap_;  // with curve_clients
   std::unique_ptr<EventBus> bus_;
   std::unique_ptr<ControlServer> control_;
   std::unique_ptr<Waker> waker_;                  // with a [juju] section

@@ -26,9 +26,44 @@ void bind_private(zmq::socket_t& socket, const std::string& endpoint) {
   }
 }
 
-EventBus::EventBus(zmq::context_t& context, const std::string& endpoint)
+ZapHandler::ZapHandler(zmq::context_t& context, loop::Loop& loop, std::set<std::string> allowed)
+    : socket_(context, zmq::socket_type::rep), allowed_(std::move(allowed)) {
+  socket_.set(zmq::sockopt::linger, 0);
+  socket_.bind("inproc://zeromq.zap.01");
+  watch_ = loop.watch(socket_.get(zmq::sockopt::fd), EPOLLIN, [this](std::uint32_t) { drain(); });
+  loop.defer([this] { drain(); });
+}
+
+// Each request: version, request id, domain, address, identity, mechanism, credentials (the
+// client's 32-byte public key for CURVE). The reply says 200 or 400.
+void ZapHandler::drain() {
+  while (socket_.get(zmq::sockopt::events) & ZMQ_POLLIN) {
+    std::vector<zmq::message_t> frames;
+    do {
+      zmq::message_t m;
+      if (!socket_.recv(m, zmq::recv_flags::dontwait)) return;
+      frames.push_back(std::move(m));
+    } while (frames.back().more());
+    std::string request_id = frames.size() > 1 ? frames[1].to_string() : "";
+    std::string mechanism = frames.size() > 5 ? frames[5].to_string() : "";
+    std::string key;
+    if (mechanism == "CURVE" && frames.size() > 6 && frames[6].size() == 32) {
+      char text[41];
+      zmq_z85_encode(text, static_cast<const std::uint8_t*>(frames[6].data()), 32);
+      key = text;
+    }
+    bool ok = !key.empty() && allowed_.count(key) != 0;
+    if (!ok) spdlog::warn("arbiter: refused a CURVE client ({}): its key is not in curve_clients", key.empty() ? "no key" : key);
+    const std::string reply[] = {"1.0", request_id, ok ? "200" : "400", ok ? "OK" : "not allowed", ok ? key : "", ""};
+    for (std::size_t i = 0; i < 6; ++i)
+      socket_.send(zmq::buffer(reply[i]), i < 5 ? zmq::send_flags::sndmore : zmq::send_flags::none);
+  }
+}
+
+EventBus::EventBus(zmq::context_t& context, const std::string& endpoint, const curve::Keypair* curve)
     : socket_(context, zmq::socket_type::pub), endpoint_(endpoint) {
   socket_.set(zmq::sockopt::linger, 0);
+  if (curve) curve::make_server(socket_, *curve);
   // A burst (500 processes killed at once is 1000 events) must fit a subscriber's queue.
   socket_.set(zmq::sockopt::sndhwm, 100000);
   bind_private(socket_, endpoint);
@@ -55,7 +90,7 @@ void ControlServer::Reply::error(ctl::ErrorCode code, const std::string& reason)
 }
 
 ControlServer::ControlServer(zmq::context_t& context, loop::Loop& loop, const std::string& endpoint,
-                             Handler handler)
+                             Handler handler, const curve::Keypair* curve)
     : socket_(context, zmq::socket_type::router),
       loop_(loop),
       endpoint_(endpoint),
@@ -64,6 +99,7 @@ ControlServer::ControlServer(zmq::context_t& context, loop::Loop& loop, const st
   // Bounds what one peer can make us buffer; requests over 1 MiB still get an error reply.
   socket_.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(16) << 20);
   socket_.set(zmq::sockopt::router_mandatory, false);
+  if (curve) curve::make_server(socket_, *curve);
   bind_private(socket_, endpoint);
   // ZMQ_FD is edge-triggered and shared by reads and writes: after every send, look again.
   watch_ = loop_.watch(socket_.get(zmq::sockopt::fd), EPOLLIN, [this](std::uint32_t) { drain(); });

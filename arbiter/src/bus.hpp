@@ -7,21 +7,37 @@
 
 #include <deque>
 #include <functional>
+#include <set>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 #include <zmq.hpp>
 
+#include "trapeze/ctl/curve.hpp"
 #include "trapeze/ctl/protocol.hpp"
 #include "trapeze/loop/loop.hpp"
 
 namespace trapeze::arbiter {
 
+/// ZeroMQ's authentication protocol (ZAP) for CURVE: a client gets in only when its public key
+/// is listed. Must exist before the sockets it guards are bound.
+class ZapHandler {
+ public:
+  ZapHandler(zmq::context_t& context, loop::Loop& loop, std::set<std::string> allowed);
+
+ private:
+  void drain();
+  zmq::socket_t socket_;
+  loop::FdWatch watch_;
+  std::set<std::string> allowed_;
+};
+
 class EventBus {
  public:
   /// Binds `endpoint`. Throws zmq::error_t or std::runtime_error ("cannot bind ...").
-  EventBus(zmq::context_t& context, const std::string& endpoint);
+  /// With `curve`, the socket is a CURVE server.
+  EventBus(zmq::context_t& context, const std::string& endpoint, const curve::Keypair* curve = nullptr);
   /// Two frames: the topic, then the JSON payload. Never blocks: a subscriber that cannot
   /// keep up loses messages (it sees a gap in `seq`).
   void publish(const std::string& topic, const std::string& payload);
@@ -56,7 +72,8 @@ class ControlServer {
 
   using Handler = std::function<void(ctl::Request, Reply)>;
 
-  ControlServer(zmq::context_t& context, loop::Loop& loop, const std::string& endpoint, Handler handler);
+  ControlServer(zmq::context_t& context, loop::Loop& loop, const std::string& endpoint, Handler handler,
+                const curve::Keypair* curve = nullptr);
   const std::string& endpoint() const { return endpoint_; }
 
  private:

@@ -198,7 +198,8 @@ class Builder {
   void read_arbiter(const RawSection& s) {
     static const std::vector<std::string> known = {
         "endpoint",     "pubsub_endpoint", "endpoint_owner", "pidfile", "loglevel",    "logoutput", "umask",
-        "warmup_delay", "priority_order",  "plugin_dirs",    "include", "include_dir", "debug"};
+        "warmup_delay", "priority_order",  "plugin_dirs",    "include", "include_dir", "debug",
+        "curve_keypair", "curve_clients"};
     auto& a = config_.arbiter;
     for (const auto& raw : s.entries) {
       RawEntry e = interpolated(raw, global_env_, values_);
@@ -214,6 +215,12 @@ class Builder {
                                : k == "pidfile"         ? a.pidfile
                                                         : a.logoutput;
           field = *v;
+        }
+      } else if (k == "curve_keypair" || k == "curve_clients") {
+        if (auto v = values_.string(e)) {
+          fs::path p(*v);
+          if (p.is_relative()) p = fs::path(path_).parent_path() / p;
+          (k == "curve_keypair" ? a.curve_keypair : a.curve_clients) = p.lexically_normal().string();
         }
       } else if (k == "loglevel") {
         static const std::vector<std::string> levels = {"debug", "info", "warning", "error", "critical"};

@@ -214,6 +214,8 @@ json to_json(const Config& config) {
                   {"priority_order", to_string(a.priority_order)},
                   {"plugin_dirs", a.plugin_dirs}};
   if (!a.endpoint_owner.empty()) arbiter["endpoint_owner"] = a.endpoint_owner;
+  if (!a.curve_keypair.empty()) arbiter["curve_keypair"] = a.curve_keypair;
+  if (!a.curve_clients.empty()) arbiter["curve_clients"] = a.curve_clients;
   if (!a.pidfile.empty()) arbiter["pidfile"] = a.pidfile;
   if (a.umask) arbiter["umask"] = octal(*a.umask);
   j["arbiter"] = arbiter;

@@ -1,11 +1,13 @@
 #include "trapeze/ctl/cli.hpp"
 
+#include <cstdlib>
 #include <iostream>
 #include <map>
 
 #include <CLI/CLI.hpp>
 
 #include "trapeze/ctl/client.hpp"
+#include "trapeze/ctl/curve.hpp"
 
 namespace trapeze::ctl {
 namespace {
@@ -80,6 +82,16 @@ int main(int argc, char** argv, const RunFunction& run) {
                            "the control endpoint (default: $TRAPEZE_ENDPOINT)");
   client_group->add_option("--timeout", timeout_seconds, "seconds to wait for the answer (default 5)");
   client_group->add_flag("--json", client.json, "print the raw reply");
+  std::string curve_server_key, curve_keypair;
+  client_group->add_option("--curve-server-key", curve_server_key,
+                           "a tcp:// arbiter's CURVE public key, or its .pub file ($TRAPEZE_CURVE_SERVER_KEY)");
+  client_group->add_option("--curve-keypair", curve_keypair,
+                           "this client's keypair file, from trapeze keygen ($TRAPEZE_CURVE_KEYPAIR)");
+
+  std::string keygen_path;
+  CLI::App* keygen_cmd =
+      app.add_subcommand("keygen", "Make a CURVE keypair: PATH (secret, mode 0600) and PATH.pub");
+  keygen_cmd->add_option("PATH", keygen_path, "where to write it")->required();
   auto client_options = [&](CLI::App* cmd) { cmd->fallthrough(); };
   ClientArgs a;
   std::map<std::string, CLI::App*> commands;
@@ -185,6 +197,20 @@ int main(int argc, char** argv, const RunFunction& run) {
 
   try {
     if (check_cmd->parsed()) return check(check_options, std::cout, std::cerr);
+    if (keygen_cmd->parsed()) {
+      try {
+        auto keys = curve::generate();
+        curve::write_keypair(keygen_path, keys);
+        std::cout << keys.public_key << '\n';
+        return 0;
+      } catch (const std::exception& e) {
+        std::cerr << "trapeze: " << e.what() << '\n';
+        return 1;
+      }
+    }
+    // The client sockets read these from the environment.
+    if (!curve_server_key.empty()) ::setenv("TRAPEZE_CURVE_SERVER_KEY", curve_server_key.c_str(), 1);
+    if (!curve_keypair.empty()) ::setenv("TRAPEZE_CURVE_KEYPAIR", curve_keypair.c_str(), 1);
     if (run_cmd->parsed()) return run(run_args);
     if (listen_cmd->parsed()) {
       listen_options.client = client;

@@ -12,6 +12,8 @@
 #include <fmt/format.h>
 #include <zmq.hpp>
 
+#include "trapeze/ctl/curve.hpp"
+
 #include "trapeze/conf/load.hpp"
 #include "trapeze/conf/paths.hpp"
 
@@ -156,6 +158,7 @@ Answer call(const std::string& endpoint, const std::string& command, const json&
   zmq::context_t context(1);
   zmq::socket_t socket(context, zmq::socket_type::dealer);
   socket.set(zmq::sockopt::linger, 0);
+  curve::client_from_env(socket);
   try {
     socket.connect(endpoint);
   } catch (const zmq::error_t& e) {
@@ -243,6 +246,12 @@ int listen(const ListenOptions& options, std::ostream& out, std::ostream& err) {
   zmq::socket_t socket(context, zmq::socket_type::sub);
   socket.set(zmq::sockopt::linger, 0);
   socket.set(zmq::sockopt::rcvhwm, 100000);
+  try {
+    curve::client_from_env(socket);
+  } catch (const std::exception& e) {
+    err << "trapeze: " << e.what() << '\n';
+    return 2;
+  }
   if (options.topics.empty()) socket.set(zmq::sockopt::subscribe, "");
   for (const auto& t : options.topics) socket.set(zmq::sockopt::subscribe, t);
   try {

@@ -197,6 +197,8 @@ struct ArbiterConfig {
   std::string endpoint;         // control (ROUTER); empty: ipc:// in the runtime directory
   std::string pubsub_endpoint;  // events (PUB); empty: ipc:// in the runtime directory
   std::string endpoint_owner;
+  std::string curve_keypair;  // a keypair file (trapeze keygen): CURVE on the bus and control sockets
+  std::string curve_clients;  // a file of client public keys allowed in; empty: any with the server key
   std::string pidfile;
   std::string loglevel = "info";
   std::string logoutput = "-";
