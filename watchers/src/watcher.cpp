@@ -26,7 +26,25 @@ using namespace std::chrono_literals;
 using loop::Clock;
 
 constexpr std::size_t kTailBytes = 64 * 1024;
-constexpr std::size_t kReadChunk = 64 * 1024;
+constexpr std::size_t kReadChunk = 256 * 1024;
+constexpr int kWrittenPipeSize = 1 << 20;
+
+// A stream that is written somewhere gets a 1 MiB pipe: a chatty child and the arbiter then
+// take turns every megabyte rather than every 64 KiB. Discarded streams keep the default (the
+// kernel limits pipe memory per user). Failing to grow it changes nothing else.
+void size_pipe(int read_fd, const conf::StreamConfig& stream) {
+  switch (stream.kind) {
+    case conf::StreamKind::inherit:
+    case conf::StreamKind::null:
+      return;
+    case conf::StreamKind::stdout:
+    case conf::StreamKind::file:
+    case conf::StreamKind::timed_rotating_file:
+    case conf::StreamKind::watched_file:
+      ::fcntl(read_fd, F_SETPIPE_SZ, kWrittenPipeSize);
+      return;
+  }
+}
 constexpr std::size_t kReadPerWake = 4 * kReadChunk;  // then let other fds have a turn
 
 std::optional<int> rlimit_resource(const std::string& name) {
@@ -509,6 +527,8 @@ void Watcher::spawn_now(int wid) {
   if (pipe2(err_pipe, O_CLOEXEC) < 0)
     return failed_spawn(fmt::format("cannot create a pipe: {}", std::strerror(errno)));
   loop::UniqueFd err_read(err_pipe[0]), err_write(err_pipe[1]);
+  size_pipe(out_read.get(), cfg_.stdout_stream);
+  size_pipe(err_read.get(), cfg_.stderr_stream);
   loop::UniqueFd devnull(::open("/dev/null", O_RDWR | O_CLOEXEC));
   if (!devnull) return failed_spawn(fmt::format("cannot open /dev/null: {}", std::strerror(errno)));
   req.fds.emplace_back(0, cfg_.close_child_stdin ? devnull.get() : 0);
@@ -844,7 +864,7 @@ void Watcher::after_unexpected_exit(Process& p) {
 }
 
 void Watcher::read_stream(Process& p, Stream& s) {
-  char buf[kReadChunk];
+  static char buf[kReadChunk];  // the loop thread's only
   std::size_t total = 0;
   while (total < kReadPerWake) {
     ssize_t n = ::read(s.fd.get(), buf, sizeof buf);
