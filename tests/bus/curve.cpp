@@ -1,27 +1,8 @@
 // CURVE on a tcp:// control socket and bus: the allowed client gets answers and events; a
 // client with another key, or without CURVE, gets nothing.
-#include <netinet/in.h>
-#include <sys/socket.h>
-
 #include "zmq_support.hpp"
 
 using namespace trapeze::testing;
-
-namespace {
-
-int free_port() {
-  int s = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(::bind(s, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-  socklen_t len = sizeof addr;
-  ::getsockname(s, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(s);
-  return ntohs(addr.sin_port);
-}
-
-}  // namespace
 
 TEST_CASE("curve: only a listed client key reaches a tcp:// arbiter", "[integration][bus]") {
   TempDir dir;

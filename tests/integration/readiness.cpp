@@ -1,26 +1,10 @@
 // Readiness in the real arbiter: each kind of check against a real child that becomes ready
 // at a moment it records (stamp), the ready events, and a check that never passes.
-#include <netinet/in.h>
-#include <sys/socket.h>
-
 #include "support.hpp"
 
 using namespace trapeze::testing;
 
 namespace {
-
-// A TCP port nobody listens on now (bound, read, closed).
-int free_port() {
-  int s = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(::bind(s, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-  socklen_t len = sizeof addr;
-  ::getsockname(s, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(s);
-  return ntohs(addr.sin_port);
-}
 
 double stamp_of(const fs::path& p) { return std::stod(read_file(p)); }
 
