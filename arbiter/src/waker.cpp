@@ -70,6 +70,7 @@ void Waker::stop() {
     stderr_watch_.reset();
     pid_ = -1;
   }
+  running_ = false;
 }
 
 nlohmann::json Waker::entries() const {
@@ -84,7 +85,7 @@ nlohmann::json Waker::entries() const {
                    {"executed_at", d.executed_at},
                    {"attempt", d.attempt},
                    {"max_retry", cfg_.max_retry},
-                   {"state", first && pid_ > 0                ? "running"
+                   {"state", first && running_                ? "running"
                              : first && retry_.pending() ? "retrying"
                                                          : "queued"}});
     first = false;
@@ -93,7 +94,7 @@ nlohmann::json Waker::entries() const {
 }
 
 void Waker::run_next() {
-  if (!started_ || stopping_ || pid_ > 0 || retry_.pending() || !queue_.head()) return;
+  if (!started_ || stopping_ || running_ || retry_.pending() || !queue_.head()) return;
   launch();
 }
 
@@ -102,6 +103,7 @@ void Waker::run_next() {
 void Waker::launch() {
   const juju::Dispatch& d = *queue_.head();
   queue_.start_head(juju::Clock::now());
+  running_ = true;
   std::map<std::string, std::string> vars = d.env;
   vars["JUJU_DISPATCH_PATH"] = "hooks/" + d.event;
   vars["JUJU_WORKLOAD_NAME"] = d.workload;
@@ -143,12 +145,9 @@ void Waker::launch() {
   auto result = watchers::spawn(req);
   if (auto* failure = std::get_if<watchers::SpawnFailure>(&result)) {
     stderr_tail_ = failure->what;
-    pid_ = -1;
     // Counted as a failed attempt, retried like one.
     loop_.defer([this] {
-      if (stopping_) return;
-      pid_ = 0;
-      on_exit();
+      if (!stopping_) on_exit();
     });
     return;
   }
@@ -191,6 +190,7 @@ void Waker::on_exit() {
   stderr_.reset();
   pidfd_.reset();
   pid_ = -1;
+  running_ = false;
   const juju::Dispatch& d = *queue_.head();
   double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - began_).count();
   if (code == 0) {

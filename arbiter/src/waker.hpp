@@ -40,7 +40,7 @@ class Waker {
 
   /// The queue, for `trapeze dispatches`.
   nlohmann::json entries() const;
-  bool running() const { return pid_ > 0; }
+  bool running() const { return running_; }
 
  private:
   void run_next();
@@ -54,6 +54,7 @@ class Waker {
   Publish publish_;
   juju::DispatchQueue queue_;
   bool started_ = false, stopping_ = false;
+  bool running_ = false;  // the head is being dispatched (its process runs, or its failure is being handled)
   pid_t pid_ = -1;
   loop::UniqueFd pidfd_, stderr_;
   loop::FdWatch exit_watch_, stderr_watch_;

@@ -257,3 +257,15 @@ TEST_CASE("waker: a check going down and up again dispatches with the check's na
   CHECK(charm.env().find("JUJU_PEBBLE_CHECK_NAME=ping\n") != std::string::npos);
   CHECK(arbiter.stop() == 0);
 }
+
+TEST_CASE("waker: a dispatch that cannot start counts as a failed attempt", "[integration][juju]") {
+  TempDir dir;
+  Charm charm(dir);
+  fs::remove(charm.path / "dispatch");
+  Arbiter arbiter(dir, "missing.ini", juju_config(dir, charm, "direct", sleeper("w"), "max_retry = 1\n"));
+  auto failure = arbiter.wait_events("juju.dispatch_failure");
+  CHECK(failure[0].data["attempts"] == 2);
+  CHECK(failure[0].data["exit_code"] == 127);
+  CHECK(failure[0].data["stderr_tail"].get<std::string>().find("cannot exec") != std::string::npos);
+  CHECK(arbiter.stop() == 0);
+}
