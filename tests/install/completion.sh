@@ -36,7 +36,8 @@ expect "debug " trapeze run --log-level de
 dir=$(mktemp -d)
 arbiter=""
 cleanup() {
-  if [[ -n $arbiter ]]; then kill -KILL "$arbiter" 2>/dev/null || true; wait "$arbiter" 2>/dev/null || true; fi
+  # SIGTERM: the arbiter stops its own children before it exits.
+  if [[ -n $arbiter ]]; then kill -TERM "$arbiter" 2>/dev/null || true; wait "$arbiter" 2>/dev/null || true; fi
   rm -rf "$dir"
 }
 trap cleanup EXIT

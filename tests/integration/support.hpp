@@ -202,12 +202,19 @@ class Arbiter {
     }
   }
 
+  /// After a test that stopped midway: the arbiter is stopped as a user would (it stops its
+  /// children), killed if it does not go, and any process group it left behind is killed.
   ~Arbiter() {
     if (pid_ > 0 && !exit_code_) {
-      ::kill(pid_, SIGKILL);
-      int status;
-      waitpid(pid_, &status, 0);
+      ::kill(pid_, SIGTERM);
+      if (!wait_until([&] { return exited(); }, std::chrono::seconds(10))) {
+        ::kill(pid_, SIGKILL);
+        int status;
+        waitpid(pid_, &status, 0);
+      }
     }
+    for (pid_t p : live_pids())
+      if (::getpgid(p) == p) ::kill(-p, SIGKILL);  // still a group leader: one of ours
   }
 
   pid_t pid() const { return pid_; }
