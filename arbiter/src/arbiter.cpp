@@ -91,6 +91,20 @@ Arbiter::Arbiter(conf::Config config, std::string events_file)
     if (!events_)
       throw std::system_error(errno, std::system_category(), "cannot open events file '" + events_file + "'");
   }
+  // circus binds its sockets before it starts a watcher: a child finds them open.
+  for (const auto& sock : config_.sockets) {
+    if (sock.so_reuseport && sock.family != "AF_UNIX") {
+      ctx_.reuseport_sockets[sock.name] = sock;
+      continue;
+    }
+    try {
+      sockets_.push_back(watchers::bind_socket(sock));
+    } catch (const watchers::SocketError& e) {
+      throw std::runtime_error(fmt::format("{}:{}: {}", sock.where.file, sock.where.line, e.what()));
+    }
+    ctx_.socket_fds[sock.name] = sockets_.back().fd.get();
+    spdlog::info("arbiter: {} (fd {})", watchers::describe(sockets_.back()), sockets_.back().fd.get());
+  }
   for (const auto& w : config_.watchers) add_watcher(w);
   if (config_.juju.configured) {
     std::string queue = !config_.juju.queue_file.empty() ? config_.juju.queue_file
@@ -151,12 +165,40 @@ int Arbiter::run() {
   publish_topic("arbiter.start", {{"pid", getpid()}});
   std::vector<std::string> autostart;
   for (const auto& [name, w] : watchers_)
-    if (w->config().autostart) autostart.push_back(name);
+    if (w->config().autostart && !on_demand(*w)) autostart.push_back(name);
   phase_ = Phase::starting;
+  arm_on_demand();
   loop_.defer([this, autostart] { begin_start(autostart); });
   if (waker_) waker_->start();
   loop_.run();
   return exit_code_;
+}
+
+bool Arbiter::on_demand(const watchers::Watcher& w) const {
+  return w.config().on_demand && w.config().use_sockets && !sockets_.empty();
+}
+
+// Watches the sockets while an on_demand watcher is stopped; the first connection (it waits
+// in the socket's backlog, unanswered until then) starts every such watcher.
+void Arbiter::arm_on_demand() {
+  bool wanted = false;
+  if (phase_ != Phase::stopping)
+    for (const auto& [name, w] : watchers_)
+      if (on_demand(*w) && w->state() == watchers::WatcherState::stopped) wanted = true;
+  if (!wanted) {
+    demand_watches_.clear();
+    return;
+  }
+  if (!demand_watches_.empty()) return;
+  for (const auto& sock : sockets_)
+    demand_watches_.push_back(loop_.watch(sock.fd.get(), EPOLLIN, [this, name = sock.name](std::uint32_t) {
+      spdlog::info("arbiter: a connection on socket {}: starting the on_demand watchers", name);
+      std::vector<std::string> names;
+      for (const auto& [n, w] : watchers_)
+        if (on_demand(*w) && w->state() == watchers::WatcherState::stopped) names.push_back(n);
+      loop_.defer([this] { demand_watches_.clear(); });  // not from inside its own callback
+      for (const auto& n : names) find(n)->start();
+    }));
 }
 
 // Starts `names` in order: a watcher starts once every watcher of the set in an earlier
@@ -308,6 +350,7 @@ void Arbiter::state_changed(const std::string& watcher_name) {
     }
   }
   check_waiters();
+  arm_on_demand();
 
   if (!to_start_.empty() || phase_ == Phase::starting) advance_start();
 
@@ -413,16 +456,23 @@ void Arbiter::reload() {
     }
     bool was_running = current->state() != watchers::WatcherState::stopped &&
                        current->state() != watchers::WatcherState::failed;
+    // Each change waits its turn in the watcher's operation queue (behind a rollout).
+    auto op = std::make_shared<Operation>();
     if (same_but_numprocesses(current->config(), w) && was_running && !after_stop_.count(w.name)) {
-      current->set_numprocesses(w.numprocesses);
-      publish(w.name, "updated", {});
-      continue;
+      op->kind = Operation::Kind::numprocesses;
+      op->count = w.numprocesses;
+    } else if (was_running && !after_stop_.count(w.name) && current->can_reconfigure(w)) {
+      // What changed applies to new processes: replace them one at a time, each ready before
+      // the next goes, as a rolling restart does.
+      op->kind = Operation::Kind::reconfigure;
+      op->config = std::make_shared<conf::WatcherConfig>(w);
+      op->plan.max_retry = w.max_retry;
+    } else {
+      op->kind = Operation::Kind::replace;
+      op->config = std::make_shared<conf::WatcherConfig>(w);
+      op->start_after = w.autostart || was_running;
     }
-    after_stop_[w.name] = AfterStop{std::make_unique<conf::WatcherConfig>(w), w.autostart || was_running};
-    current->stop();
-    if (current->state() == watchers::WatcherState::stopped ||
-        current->state() == watchers::WatcherState::failed)
-      loop_.defer([this, name = w.name] { state_changed(name); });
+    queue_operation(w.name, std::move(op));
   }
   for (const auto& [name, w] : watchers_) {
     if (seen.count(name)) continue;

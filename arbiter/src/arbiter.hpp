@@ -11,6 +11,7 @@
 #include <memory>
 #include <string>
 #include <vector>
+#include <chrono>
 
 #include <deque>
 #include <functional>
@@ -24,6 +25,7 @@
 #include "trapeze/loop/loop.hpp"
 #include "trapeze/watchers/notify.hpp"
 #include "trapeze/watchers/output.hpp"
+#include "trapeze/watchers/sockets.hpp"
 #include "trapeze/watchers/watcher.hpp"
 
 namespace trapeze::arbiter {
@@ -64,6 +66,38 @@ class Arbiter final : public watchers::WatcherHost {
   nlohmann::json arbiter_stats() const;
   void replace_after_stop(const std::string& name, std::unique_ptr<conf::WatcherConfig> cfg, bool start);
 
+  // The operation queue of each watcher (operations.cpp): rolling restarts, graceful reloads,
+  // numprocesses changes and reconfigurations run one at a time per watcher, in order; a
+  // request equal to the last one queued (not started) joins it.
+  struct Operation {
+    enum class Kind { rolling_restart, reload, numprocesses, reconfigure, replace };
+    Kind kind = Kind::rolling_restart;
+    watchers::RolloutPlan plan;
+    int count = 0;                                 // numprocesses
+    bool relative = false;                         // count is added (incr, decr): never joined
+    std::shared_ptr<conf::WatcherConfig> config;   // reconfigure, replace
+    bool start_after = true;                       // replace: start it again
+    std::chrono::system_clock::time_point requested_at, started_at, finished_at;
+    int attempt = 0;  // attempts at the slot that ended it (rollouts)
+    std::string state = "queued";  // queued, running, done, failed
+    std::string error;
+    std::vector<std::function<void(const watchers::RolloutResult&)>> waiters;
+  };
+  using OperationPtr = std::shared_ptr<Operation>;
+  struct OperationQueue {
+    std::deque<OperationPtr> queued;
+    OperationPtr running;
+    std::deque<OperationPtr> finished;  // the last few, newest last
+  };
+  void queue_operation(const std::string& watcher, OperationPtr op,
+                       std::function<void(const watchers::RolloutResult&)> waiter = {});
+  void run_operation(const std::string& watcher);
+  void execute(const std::string& watcher, const OperationPtr& op);
+  void operation_done(const std::string& watcher, watchers::RolloutResult result);
+  bool operations_idle(const std::string& watcher) const;
+  nlohmann::json operations_json(const std::string& watcher) const;
+  std::map<std::string, OperationQueue> operations_;
+
   using Group = std::vector<std::string>;
   std::vector<Group> priority_groups(bool autostart_only) const;
   void add_watcher(const conf::WatcherConfig& cfg);
@@ -86,6 +120,11 @@ class Arbiter final : public watchers::WatcherHost {
   hooks::PluginLoader plugins_;
   hooks::HookRunner hooks_;
   watchers::NotifyHub notify_;
+  std::vector<watchers::BoundSocket> sockets_;  // [socket:NAME], bound before any watcher starts
+  // circus's on_demand: while such a watcher is stopped, a connection to a socket starts it.
+  std::vector<loop::FdWatch> demand_watches_;
+  bool on_demand(const watchers::Watcher& w) const;
+  void arm_on_demand();
   watchers::WatcherContext ctx_;
   std::map<std::string, std::unique_ptr<watchers::Watcher>> watchers_;
   Phase phase_ = Phase::starting;

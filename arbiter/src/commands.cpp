@@ -159,7 +159,7 @@ void Arbiter::on_request(ctl::Request req, ControlServer::Reply reply) {
   static const std::set<std::string> queries = {"status", "list",        "numprocesses",  "numwatchers",
                                                 "get",    "options",     "globaloptions", "stats",
                                                 "dstats", "listsockets", "logs",
-                                                "checks", "notify", "dispatches"};
+                                                "checks", "notify", "dispatches", "operations"};
   if (queries.count(req.command)) {
     query(req, reply);
     return;
@@ -189,6 +189,54 @@ void Arbiter::on_request(ctl::Request req, ControlServer::Reply reply) {
                std::none_of(names.begin(), names.end(), [&](auto& n) { return after_stop_.count(n) > 0; });
       };
     };
+
+    // Rolling restarts and graceful reloads go to the watchers' operation queues: this job
+    // ends once they are queued; with waiting, the reply comes when the last one ended.
+    bool rolling = cmd == "restart" && req.properties.value("rolling", false);
+    bool graceful_reload = cmd == "reload" && req.properties.value("graceful", true);
+    if (rolling || graceful_reload) {
+      std::vector<watchers::Watcher*> ws;
+      if (req.properties.contains("name")) {
+        ws = match(req, reply);
+        if (ws.empty()) return done();
+      } else {
+        for (auto& [n, w] : watchers_) ws.push_back(w.get());
+      }
+      struct Tally {
+        std::size_t left = 0;
+        std::string error;
+      };
+      auto tally = std::make_shared<Tally>();
+      tally->left = ws.size();
+      auto waiter = [reply, waiting, tally](const watchers::RolloutResult& r) mutable {
+        if (!r.ok && tally->error.empty())
+          tally->error = r.slot ? fmt::format("{} (slot {}, {} attempts)", r.error, r.slot, r.attempts) : r.error;
+        if (--tally->left > 0 || !waiting) return;
+        if (tally->error.empty())
+          reply.ok();
+        else
+          reply.error(ErrorCode::command_error, tally->error);
+      };
+      if (ws.empty() && waiting) reply.ok();
+      for (auto* w : ws) {
+        auto op = std::make_shared<Operation>();
+        op->kind = rolling ? Operation::Kind::rolling_restart : Operation::Kind::reload;
+        op->plan.max_retry = w->config().max_retry;
+        if (rolling) {
+          op->plan.batch = static_cast<int>(std::clamp<long long>(req.properties.value("batch", 1LL), 1, 1 << 20));
+          op->plan.surge = req.properties.value("surge", false);
+          if (req.properties.contains("max_retry"))
+            op->plan.max_retry = static_cast<int>(std::clamp<long long>(req.properties["max_retry"].get<long long>(), -1, 1 << 20));
+        } else {
+          // circus's graceful reload: every replacement first, the old processes stopped once
+          // the new ones are ready.
+          op->plan.batch = std::max(w->config().numprocesses, 1);
+          op->plan.surge = true;
+        }
+        queue_operation(w->name(), std::move(op), waiter);
+      }
+      return done();
+    }
 
     if (cmd == "start" || cmd == "stop" || cmd == "restart" || cmd == "reload") {
       if (!req.properties.contains("name")) {
@@ -243,17 +291,25 @@ void Arbiter::on_request(ctl::Request req, ControlServer::Reply reply) {
         return done();
       }
       int nb = static_cast<int>(req.properties.value("nb", 1LL));
-      int n = w->config().numprocesses + (cmd == "incr" ? nb : -nb);
-      w->set_numprocesses(std::max(n, 0));
-      reply.ok({{"numprocesses", w->config().numprocesses}});
+      // Through the watcher's operation queue: after a rollout in progress, not into it.
+      auto op = std::make_shared<Operation>();
+      op->kind = Operation::Kind::numprocesses;
+      op->count = cmd == "incr" ? nb : -nb;
+      op->relative = true;
+      std::string name = w->name();
+      queue_operation(name, std::move(op), [this, reply, name](const watchers::RolloutResult&) mutable {
+        auto* now = find(name);
+        reply.ok({{"numprocesses", now ? now->config().numprocesses : 0}});
+      });
       return done();
     }
     if (cmd == "reloadconfig") {
       reload();
       return when(
           [this] {
-            return after_stop_.empty() && std::all_of(watchers_.begin(), watchers_.end(),
-                                                      [](auto& kv) { return settled(kv.second->state()); });
+            return after_stop_.empty() && std::all_of(watchers_.begin(), watchers_.end(), [this](auto& kv) {
+                     return settled(kv.second->state()) && operations_idle(kv.first);
+                   });
           },
           [finish]() mutable { finish(); });
     }
@@ -425,22 +481,24 @@ void Arbiter::cmd_set(const ctl::Request& req, ControlServer::Reply& reply, Done
       }
     }
   }
-  if (only_count) {
-    w->set_numprocesses(next.numprocesses);
-    publish(w->name(), "updated", {});
-    reply.ok();
-    return done();
-  }
-  bool running = !(w->state() == WatcherState::stopped || w->state() == WatcherState::failed);
+  // Both through the watcher's operation queue, after whatever it already has to do.
+  auto op = std::make_shared<Operation>();
   std::string name = w->name();
   bool waiting = req.waiting;
+  if (only_count) {
+    op->kind = Operation::Kind::numprocesses;
+    op->count = next.numprocesses;
+    queue_operation(name, std::move(op), [reply](const watchers::RolloutResult&) mutable { reply.ok(); });
+    return done();
+  }
+  op->kind = Operation::Kind::replace;
+  op->config = std::make_shared<conf::WatcherConfig>(std::move(next));
+  op->start_after = !(w->state() == WatcherState::stopped || w->state() == WatcherState::failed);
   if (!waiting) reply.ok();
-  replace_after_stop(name, std::make_unique<conf::WatcherConfig>(std::move(next)), running);
-  when([this, name] { return !after_stop_.count(name); },
-       [reply, waiting, done = std::move(done)]() mutable {
-         if (waiting) reply.ok();
-         done();
-       });
+  queue_operation(name, std::move(op), [reply, waiting](const watchers::RolloutResult&) mutable {
+    if (waiting) reply.ok();
+  });
+  done();
 }
 
 void Arbiter::cmd_signal(const ctl::Request& req, ControlServer::Reply& reply) {
@@ -667,7 +725,13 @@ void Arbiter::query(const ctl::Request& req, ControlServer::Reply& reply) {
     return reply.ok({{"infos", infos}});
   }
   if (cmd == "dstats") return reply.ok({{"info", arbiter_stats()}});
-  if (cmd == "listsockets") return reply.ok({{"sockets", json::array()}});
+  if (cmd == "listsockets") {
+    // circus's shape: [fd, "socket 'NAME' at HOST:PORT"] pairs, by fd.
+    json list = json::array();
+    for (const auto& s : sockets_) list.push_back(json::array({s.fd.get(), watchers::describe(s)}));
+    std::sort(list.begin(), list.end());
+    return reply.ok({{"sockets", list}});
+  }
   if (cmd == "logs") {
     auto* w = named();
     if (!w) return;
@@ -698,6 +762,17 @@ void Arbiter::query(const ctl::Request& req, ControlServer::Reply& reply) {
     if (props.contains("name") && !find(lower(props["name"].get<std::string>())))
       return reply.error(ErrorCode::message_error, fmt::format("program {} not found", props["name"].get<std::string>()));
     return reply.ok({{"checks", out}});
+  }
+  if (cmd == "operations") {
+    json out = json::object();
+    if (props.contains("name")) {
+      auto* w = find(lower(props["name"].get<std::string>()));
+      if (!w) return reply.error(ErrorCode::message_error, fmt::format("program {} not found", props["name"].get<std::string>()));
+      out[w->name()] = operations_json(w->name());
+    } else {
+      for (const auto& [n, w] : watchers_) out[n] = operations_json(n);
+    }
+    return reply.ok({{"operations", out}});
   }
   if (cmd == "dispatches") {
     if (!waker_) return reply.error(ErrorCode::command_error, "no [juju] section in the config");

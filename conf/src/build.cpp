@@ -1074,6 +1074,12 @@ class Builder {
       values_.warning(
           w.where, "use_sockets",
           "the command names a socket but use_sockets is false, so the child will not inherit it");
+    if (!w.stdin_socket.empty() && !sockets.contains(w.stdin_socket))
+      values_.error(w.where, "stdin_socket", fmt::format("names no [socket:{}] section", w.stdin_socket));
+    if (w.on_demand && (!w.use_sockets || sockets.empty()))
+      values_.warning(w.where, "on_demand",
+                      "without use_sockets and a [socket:NAME] there is no connection to wait for: it starts "
+                      "like any watcher");
   }
 
   void check_command(const WatcherConfig& w) {

@@ -24,6 +24,10 @@ struct ClientArgs {
   std::string signum;
   std::string args;
   bool wait = false;
+  bool rolling = false;
+  bool surge = false;
+  long long batch = 1;
+  long long max_retry = -2;  // not given
   bool start = false;
   bool children = false;
   bool recursive = false;
@@ -80,7 +84,8 @@ int main(int argc, char** argv, const RunFunction& run) {
                            "the arbiter's config file: its endpoint is derived from it");
   client_group->add_option("--endpoint", client.endpoint,
                            "the control endpoint (default: $TRAPEZE_ENDPOINT)");
-  client_group->add_option("--timeout", timeout_seconds, "seconds to wait for the answer (default 5)");
+  CLI::Option* timeout_option =
+      client_group->add_option("--timeout", timeout_seconds, "seconds to wait for the answer (default 5)");
   client_group->add_flag("--json", client.json, "print the raw reply");
   std::string curve_server_key, curve_keypair;
   client_group->add_option("--curve-server-key", curve_server_key,
@@ -115,6 +120,16 @@ int main(int argc, char** argv, const RunFunction& run) {
     auto* cmd = command(name, help);
     optional_name(cmd);
     cmd->add_flag("--wait", a.wait, "answer when it is done, not when it started");
+  }
+  {
+    auto* cmd = commands["restart"];
+    cmd->add_flag("--rolling", a.rolling, "one process after the other, each replacement ready before the next");
+    cmd->add_option("--batch", a.batch, "with --rolling: this many at a time (default 1)")
+        ->check(CLI::PositiveNumber);
+    cmd->add_flag("--surge", a.surge, "with --rolling: start each replacement before stopping its old process");
+    cmd->add_option("--max-retry", a.max_retry,
+                    "with --rolling: attempts at a slot before the rollout stops (default: the watcher's max_retry)")
+        ->check(CLI::Range(-1, 1000000));
   }
   command("reloadconfig", "Read the config file again and apply what changed")
       ->add_flag("--wait", a.wait, "answer when it is done");
@@ -177,6 +192,7 @@ int main(int argc, char** argv, const RunFunction& run) {
     cmd->add_option("-w,--watcher", a.name, "the workload it is about (default: $TRAPEZE_WATCHER)");
   }
   command("dispatches", "The charm dispatches queued, running or retrying");
+  optional_name(command("operations", "Each watcher's operation queue: rollouts, reloads, count changes"));
   command("quit", "Stop every watcher and the arbiter");
 
   ListenOptions listen_options;
@@ -222,6 +238,18 @@ int main(int argc, char** argv, const RunFunction& run) {
       if (!a.name.empty()) props["name"] = a.name;
       if (a.wait) props["waiting"] = true;
       if (name == "incr" || name == "decr") props["nb"] = a.nb;
+      if (name == "restart" && a.rolling) {
+        props["rolling"] = true;
+        props["batch"] = a.batch;
+        if (a.surge) props["surge"] = true;
+        if (a.max_retry != -2) props["max_retry"] = a.max_retry;
+        // A rollout takes as long as its processes take to get ready: --wait waits for it
+        // unless --timeout says otherwise.
+        if (a.wait && timeout_option->count() == 0) client.timeout = std::chrono::hours(24 * 365);
+      } else if (name == "restart" && (a.surge || a.batch != 1 || a.max_retry != -2)) {
+        std::cerr << "trapeze: --batch, --surge and --max-retry go with --rolling\n";
+        return 2;
+      }
       if (name == "signal") props["signum"] = a.signum;
       if ((name == "signal" || name == "kill") && a.pid >= 0) props["pid"] = a.pid;
       if (name == "kill" && !a.signum.empty()) props["signum"] = a.signum;

@@ -132,6 +132,15 @@ void print_reply(std::ostream& out, const std::string& command, const json& prop
                       d.value("state", ""), fmt::format("{}/{}", d.value("attempt", 0), d.value("max_retry", 0) + 1),
                       d.value("requested_at", "")});
     print_table(out, rows);
+  } else if (command == "operations") {
+    std::vector<std::vector<std::string>> rows = {{"WATCHER", "OPERATION", "STATE", "ATTEMPT", "REQUESTED", "FINISHED", "ERROR"}};
+    for (auto& [watcher, ops] : reply["operations"].items())
+      for (auto& o : ops)
+        rows.push_back({watcher, o.value("operation", ""), o.value("state", ""),
+                        o.contains("max_retry") ? fmt::format("{}/{}", o.value("attempt", 0), o.value("max_retry", 0) + 1)
+                                                : std::string("-"),
+                        o.value("requested_at", ""), o.value("finished_at", ""), o.value("error", "")});
+    print_table(out, rows);
   } else if (command == "checks") {
     std::vector<std::vector<std::string>> rows = {{"WATCHER", "CHECK", "KIND", "STATUS", "FAILURES", "LAST ERROR"}};
     for (auto& c : reply["checks"])

@@ -9,6 +9,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <deque>
 #include <random>
 
 #include <spdlog/spdlog.h>
@@ -17,6 +18,7 @@
 #include "trapeze/watchers/command.hpp"
 #include "trapeze/watchers/notify.hpp"
 #include "trapeze/watchers/probe.hpp"
+#include "trapeze/watchers/sockets.hpp"
 #include "trapeze/watchers/spawn.hpp"
 
 namespace trapeze::watchers {
@@ -179,6 +181,25 @@ struct Watcher::Process {
   loop::UniqueFd ready_fd;         // notification_fd: our end
   loop::FdWatch ready_fd_watch;
   loop::Timer ready_timer, kill_timer, max_age_timer;
+  std::uint64_t generation = 0;  // the watcher's generation when it was spawned
+};
+
+// A rolling restart: the slots still to do, and those in hand.
+struct Watcher::Rollout {
+  struct Slot {
+    int attempts = 0;
+    pid_t old_pid = 0;            // the process being replaced, until it is gone
+    bool respawn_on_reap = false; // a replacement stopped for another attempt
+    std::string error;            // the last attempt's failure
+    loop::Timer deadline, retry;
+  };
+  RolloutPlan plan;
+  bool surge = false;
+  std::function<void(RolloutResult)> done;
+  std::uint64_t generation = 0;
+  std::deque<int> todo;
+  int total = 0, finished = 0;
+  std::map<int, Slot> slots;  // in hand, by wid
 };
 
 std::vector<conf::Diagnostic> load_hook_plugins(const conf::WatcherConfig& cfg, hooks::PluginLoader& loader) {
@@ -340,6 +361,7 @@ void Watcher::stop() {
   }
   spdlog::info("watcher {}: stopping", name());
   set_state(WatcherState::stopping);
+  if (rollout_) end_rollout({false, "the watcher was stopped", 0, 0});
   if (checks_) checks_->stop();
   pending_spawns_.clear();
   spawn_hooks_.clear();
@@ -375,6 +397,7 @@ void Watcher::fail(std::string reason) {
 }
 
 void Watcher::set_numprocesses(int n) {
+  if (rollout_ && std::max(n, 0) != cfg_.numprocesses) end_rollout({false, "numprocesses changed", 0, 0});
   cfg_.numprocesses = std::max(n, 0);
   hook_view_ = options_view(cfg_);
   switch (state_) {
@@ -454,7 +477,19 @@ void Watcher::spawn_failed(int wid, const std::string& why) {
 void Watcher::spawn_now(int wid) {
   auto failed_spawn = [&](const std::string& why) { spawn_failed(wid, why); };
 
-  auto command = process_command(cfg_, wid, ctx_.socket_fds);
+  // so_reuseport sockets are the process's own: bound now, closed here once it has them.
+  std::map<std::string, int> socket_fds = ctx_.socket_fds;
+  std::vector<BoundSocket> own_sockets;
+  if (cfg_.use_sockets)
+    for (const auto& [sock_name, sock_cfg] : ctx_.reuseport_sockets) {
+      try {
+        own_sockets.push_back(bind_socket(sock_cfg));
+      } catch (const SocketError& e) {
+        return failed_spawn(e.what());
+      }
+      socket_fds[sock_name] = own_sockets.back().fd.get();
+    }
+  auto command = process_command(cfg_, wid, socket_fds);
   if (auto* error = std::get_if<std::string>(&command)) return failed_spawn(*error);
   auto& cmd = std::get<ProcessCommand>(command);
 
@@ -531,11 +566,19 @@ void Watcher::spawn_now(int wid) {
   size_pipe(err_read.get(), cfg_.stderr_stream);
   loop::UniqueFd devnull(::open("/dev/null", O_RDWR | O_CLOEXEC));
   if (!devnull) return failed_spawn(fmt::format("cannot open /dev/null: {}", std::strerror(errno)));
-  req.fds.emplace_back(0, cfg_.close_child_stdin ? devnull.get() : 0);
+  int stdin_fd = cfg_.close_child_stdin ? devnull.get() : 0;
+  if (!cfg_.stdin_socket.empty()) {  // circus's stdin_socket: a socket on fd 0 (inetd style)
+    auto it = socket_fds.find(cfg_.stdin_socket);
+    if (it == socket_fds.end())
+      return failed_spawn(fmt::format("stdin_socket {} names no [socket:{}] bound by the arbiter", cfg_.stdin_socket,
+                                      cfg_.stdin_socket));
+    stdin_fd = it->second;
+  }
+  req.fds.emplace_back(0, stdin_fd);
   req.fds.emplace_back(1, cfg_.close_child_stdout ? devnull.get() : out_write.get());
   req.fds.emplace_back(2, cfg_.close_child_stderr ? devnull.get() : err_write.get());
   if (cfg_.use_sockets)
-    for (const auto& [sock_name, fd] : ctx_.socket_fds) req.fds.emplace_back(fd, fd);
+    for (const auto& [sock_name, fd] : socket_fds) req.fds.emplace_back(fd, fd);
   // s6's readiness protocol: the child writes a newline on fd N.
   loop::UniqueFd ready_read, ready_write;
   if (cfg_.ready.kind == conf::ReadyKind::notification_fd) {
@@ -561,6 +604,7 @@ void Watcher::spawn_now(int wid) {
   p.started = Clock::now();
   p.started_at = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
   p.state = ProcessState::running;
+  p.generation = generation_;
   p.pidfd = std::move(child.pidfd);
   pid_t pid = p.pid;
   p.exit_watch = ctx_.loop->watch(p.pidfd.get(), EPOLLIN, [this, pid](std::uint32_t) {
@@ -720,6 +764,7 @@ void Watcher::on_ready(Process& p) {
   p.probe.reset();
   p.probe_timer.reset();
   ctx_.host->publish(name(), "ready", {{"process_pid", p.pid}, {"process_id", p.wid}});
+  if (rollout_) replacement_ready(p);
   if (next_start_wid_ > 0 && state_ == WatcherState::starting) {
     if (next_start_wid_ <= wanted()) {
       spawn_process(next_start_wid_++);
@@ -843,6 +888,7 @@ void Watcher::after_unexpected_exit(Process& p) {
                    conf::format_duration(d.delay));
       ctx_.host->publish(name(), "flapping", {{"retry_in", std::chrono::duration<double>(d.delay).count()}});
       paused_ = true;
+      if (rollout_) end_rollout({false, "the watcher is flapping", p.wid, 0});
       pending_spawns_.clear();
       next_start_wid_ = 0;
       if (state_ == WatcherState::active) set_state(WatcherState::starting);
@@ -934,7 +980,9 @@ void Watcher::finish_reap(Process& p) {
   ctx_.host->publish(name(), "reap",
                      {{"process_pid", pid}, {"process_id", p.wid}, {"exit_code", code}, {"expected", !p.unexpected}});
   bool running = state_ == WatcherState::active || state_ == WatcherState::starting;
-  if (p.unexpected) {
+  if (rollout_ && rollout_reaped(p)) {
+    // the rollout took care of the slot
+  } else if (p.unexpected) {
     after_unexpected_exit(p);
   } else if (p.spawn_vetoed && running && !paused_ && p.wid <= wanted() && !slot_busy(p.wid)) {
     policy::Decision d = policy::on_spawn_failed(history_, cfg_);
@@ -1079,6 +1127,214 @@ void Watcher::append_tail(std::string_view bytes) {
 std::string Watcher::output_tail() const {
   if (tail_.size() < kTailBytes) return tail_;
   return tail_.substr(tail_pos_) + tail_.substr(0, tail_pos_);
+}
+
+bool Watcher::can_reconfigure(const conf::WatcherConfig& next) const {
+  return next.name == cfg_.name && next.hooks == cfg_.hooks && next.ready == cfg_.ready &&
+         next.checks == cfg_.checks && next.stdout_stream == cfg_.stdout_stream &&
+         next.stderr_stream == cfg_.stderr_stream && next.singleton == cfg_.singleton &&
+         // exec checks got the environment and directory of the watcher they were made with
+         (cfg_.checks.empty() || (next.env == cfg_.env && next.copy_env == cfg_.copy_env &&
+                                  next.working_dir == cfg_.working_dir));
+}
+
+void Watcher::reconfigure(const conf::WatcherConfig& next) {
+  int count = next.numprocesses;
+  conf::WatcherConfig taken = next;
+  taken.numprocesses = cfg_.numprocesses;
+  cfg_ = std::move(taken);
+  for (auto& [point, hook] : cfg_.hooks) bound_hooks_[point].cfg = &hook;  // the same hooks, moved
+  hook_view_ = options_view(cfg_);
+  if (count != cfg_.numprocesses) set_numprocesses(count);
+}
+
+// --- rolling restarts ------------------------------------------------------------------------
+
+void Watcher::roll(RolloutPlan plan, std::function<void(RolloutResult)> done) {
+  if (state_ != WatcherState::active || rollout_) {
+    done({false, rollout_ ? "a rollout is in progress" : fmt::format("the watcher is {}", to_string(state_)), 0, 0});
+    return;
+  }
+  auto r = std::make_unique<Rollout>();
+  r->plan = plan;
+  r->plan.batch = std::max(plan.batch, 1);
+  // With sockets the arbiter holds, the listening socket outlives every process: a replacement
+  // can start beside the old one, so capacity never drops.
+  r->surge = plan.surge || (cfg_.use_sockets && (!ctx_.socket_fds.empty() || !ctx_.reuseport_sockets.empty()));
+  r->done = std::move(done);
+  r->generation = ++generation_;
+  for (int wid = 1; wid <= wanted(); ++wid) r->todo.push_back(wid);
+  r->total = static_cast<int>(r->todo.size());
+  rollout_ = std::move(r);
+  spdlog::info("watcher {}: rolling restart of {} process{}, {} at a time{}", name(), rollout_->total,
+               rollout_->total == 1 ? "" : "es", rollout_->plan.batch,
+               rollout_->surge ? ", each replacement before its old process stops" : "");
+  ctx_.host->publish(name(), "rollout_start",
+                     {{"total", rollout_->total}, {"batch", rollout_->plan.batch}, {"surge", rollout_->surge}});
+  advance_rollout();
+}
+
+// The live process of slot `wid`: its replacement (spawned by this rollout) or the old one.
+Watcher::Process* Watcher::slot_process(int wid, bool replacement) {
+  for (auto& [pid, p] : processes_) {
+    if (p->wid != wid || p->status || p->asked_to_stop) continue;
+    if ((p->generation >= rollout_->generation) == replacement) return p.get();
+  }
+  return nullptr;
+}
+
+void Watcher::advance_rollout() {
+  Rollout& r = *rollout_;
+  while (static_cast<int>(r.slots.size()) < r.plan.batch && !r.todo.empty()) {
+    int wid = r.todo.front();
+    r.todo.pop_front();
+    Process* now = slot_process(wid, true);
+    if (now && now->state == ProcessState::ready) {
+      // Respawned since the rollout began (a crash, max_age): already new.
+      ++r.finished;
+      ctx_.host->publish(name(), "rollout_progress", {{"done", r.finished}, {"total", r.total}, {"slot", wid}});
+      continue;
+    }
+    Rollout::Slot& slot = r.slots[wid];
+    if (Process* old = slot_process(wid, false)) slot.old_pid = old->pid;
+    roll_slot(wid);
+    if (!rollout_) return;  // it ended meanwhile
+  }
+  if (r.slots.empty() && r.todo.empty()) end_rollout({true, {}, 0, 0});
+}
+
+// One attempt at slot `wid`: stop its old process first (its reap spawns the replacement), or
+// spawn the replacement beside it.
+void Watcher::roll_slot(int wid) {
+  Rollout::Slot& slot = rollout_->slots.at(wid);
+  ++slot.attempts;
+  auto it = processes_.find(slot.old_pid);
+  if (!rollout_->surge && it != processes_.end() && !it->second->status && !it->second->asked_to_stop) {
+    stop_process(*it->second);
+    return;
+  }
+  spawn_replacement(wid);
+}
+
+void Watcher::spawn_replacement(int wid) {
+  Rollout::Slot& slot = rollout_->slots.at(wid);
+  pending_spawns_.erase(wid);  // a respawn that was waiting: the replacement is it
+  slot.deadline = ctx_.loop->after(cfg_.ready.start_timeout, [this, wid] {
+    std::string why = fmt::format("not ready after {}", conf::format_duration(cfg_.ready.start_timeout));
+    if (Process* p = slot_process(wid, true); p && !p->probe_error.empty())
+      why += fmt::format(" (pid {}: {})", p->pid, p->probe_error);
+    replacement_failed(wid, why);
+  });
+  spawn_process(wid);
+}
+
+void Watcher::replacement_ready(Process& p) {
+  auto it = rollout_->slots.find(p.wid);
+  if (it == rollout_->slots.end() || p.generation < rollout_->generation || p.asked_to_stop) return;
+  int wid = p.wid;
+  pid_t old_pid = it->second.old_pid;
+  rollout_->slots.erase(it);
+  if (auto old = processes_.find(old_pid); old != processes_.end()) stop_process(*old->second);  // surge
+  ++rollout_->finished;
+  spdlog::info("watcher {}: rollout: process {} replaced ({}/{})", name(), wid, rollout_->finished, rollout_->total);
+  ctx_.host->publish(name(), "rollout_progress",
+                     {{"done", rollout_->finished}, {"total", rollout_->total}, {"slot", wid}});
+  // Not from inside on_ready: the next slot may stop processes.
+  std::weak_ptr<int> alive = alive_;
+  auto* rollout = rollout_.get();
+  ctx_.loop->defer([this, alive, rollout] {
+    if (!alive.expired() && rollout_.get() == rollout) advance_rollout();
+  });
+}
+
+// A process of a slot in hand was reaped: the old one (stop first: now its replacement), or a
+// replacement that exited. Returns whether the rollout took care of the slot.
+bool Watcher::rollout_reaped(Process& p) {
+  auto it = rollout_->slots.find(p.wid);
+  if (it == rollout_->slots.end()) return false;
+  Rollout::Slot& slot = it->second;
+  int wid = p.wid;
+  if (p.pid == slot.old_pid) {
+    slot.old_pid = 0;
+    if (!rollout_->surge) spawn_replacement(wid);
+    return true;
+  }
+  if (p.generation < rollout_->generation) return false;
+  if (slot.respawn_on_reap) {  // stopped for another attempt
+    slot.respawn_on_reap = false;
+    spawn_replacement(wid);
+    return true;
+  }
+  if (!p.unexpected) return false;
+  std::string error = fmt::format("pid {} {}", p.pid, p.status->to_string());
+  int limit = rollout_->plan.max_retry;
+  if (limit >= 0 && slot.attempts > limit) {
+    give_up_rollout(wid);  // the slot is the respawn policy's again
+    return false;
+  }
+  replacement_failed(wid, error);
+  return true;
+}
+
+// An attempt failed: try the slot again (after a short backoff when its replacement exited),
+// or, past max_retry, give the rollout up.
+void Watcher::replacement_failed(int wid, const std::string& error) {
+  Rollout::Slot& slot = rollout_->slots.at(wid);
+  slot.deadline.reset();
+  slot.error = error;
+  spdlog::warn("watcher {}: rollout: replacement {} failed (attempt {}): {}", name(), wid, slot.attempts, error);
+  int limit = rollout_->plan.max_retry;
+  if (limit >= 0 && slot.attempts > limit) return give_up_rollout(wid);
+  ++slot.attempts;
+  if (Process* now = slot_process(wid, true)) {
+    slot.respawn_on_reap = true;
+    stop_process(*now);
+    return;
+  }
+  auto backoff = std::min<policy::Duration>(100ms * (1 << std::min(slot.attempts - 2, 8)), 30s);
+  std::weak_ptr<int> alive = alive_;
+  slot.retry = ctx_.loop->after(backoff, [this, alive, wid] {
+    if (alive.expired() || !rollout_ || !rollout_->slots.count(wid)) return;
+    spawn_replacement(wid);
+  });
+}
+
+// max_retry attempts failed at slot `wid`: the rollout stops there. The old processes of the
+// other slots keep serving; a replacement that surged beside a serving old process goes.
+void Watcher::give_up_rollout(int wid) {
+  Rollout::Slot& slot = rollout_->slots.at(wid);
+  RolloutResult result{false, slot.error, wid, slot.attempts};
+  for (auto& [w, s] : rollout_->slots) {
+    if (!rollout_->surge) continue;
+    Process* old = slot_process(w, false);
+    if (Process* repl = slot_process(w, true); repl && old) {
+      if (repl->state == ProcessState::ready)
+        stop_process(*old);
+      else
+        stop_process(*repl);
+    }
+  }
+  end_rollout(std::move(result));
+}
+
+void Watcher::end_rollout(RolloutResult result) {
+  auto r = std::move(rollout_);
+  if (result.ok) {
+    spdlog::info("watcher {}: rolling restart done", name());
+    ctx_.host->publish(name(), "rollout_done", {{"total", r->total}});
+  } else {
+    spdlog::error("watcher {}: rolling restart stopped: {}", name(), result.error);
+    ctx_.host->publish(name(), "rollout_failed",
+                       {{"slot", result.slot}, {"attempts", result.attempts}, {"error", result.error},
+                        {"done", r->finished}, {"total", r->total}});
+  }
+  // Slots still in hand: a stop-first slot whose old process is going gets its replacement
+  // from the respawn policy now.
+  for (auto& [wid, s] : r->slots)
+    if (s.old_pid && !r->surge && state_ == WatcherState::active)
+      if (auto it = processes_.find(s.old_pid); it != processes_.end()) it->second->replace = true;
+  auto done = std::move(r->done);
+  if (done) done(std::move(result));
 }
 
 }  // namespace trapeze::watchers

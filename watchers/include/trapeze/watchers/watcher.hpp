@@ -62,6 +62,9 @@ struct WatcherContext {
   hooks::PluginLoader* plugins = nullptr;      // hook functions: loaded when a watcher is made
   hooks::HookRunner* hooks = nullptr;          // runs them off the loop; null: hooks are not run
   NotifyHub* notify = nullptr;                 // ready.notify: the NOTIFY_SOCKET of the children
+  // so_reuseport sockets: bound anew for each process, as circus does, so the kernel spreads
+  // connections among the processes and a process's socket closes with it.
+  std::map<std::string, conf::SocketConfig> reuseport_sockets{};
 };
 
 /// Opens the plugin of every hook of `cfg` (cached by `loader`): one diagnostic per hook that
@@ -74,6 +77,20 @@ struct ProcessInfo {
   ProcessState state = ProcessState::spawning;
   std::chrono::steady_clock::time_point started;
   double started_at = 0;  // unix seconds
+};
+
+/// How a rolling restart replaces the processes.
+struct RolloutPlan {
+  int batch = 1;       // slots replaced at a time
+  bool surge = false;  // the replacement first, the old process stopped once it is ready
+  int max_retry = 5;   // further attempts for a slot whose replacement does not get ready; -1: no end
+};
+
+struct RolloutResult {
+  bool ok = true;
+  std::string error;  // why it stopped
+  int slot = 0;       // the slot that could not be replaced (0: none in particular)
+  int attempts = 0;
 };
 
 struct WatcherStats {
@@ -122,9 +139,28 @@ class Watcher {
   /// Called when `pid` may have exited (the SIGCHLD backstop). Returns whether it is ours.
   bool reap(pid_t pid);
 
+  /// A rolling restart of an active watcher: slot by slot (`batch` at a time), stop the old
+  /// process, spawn its replacement, wait until it is ready, then the next slot. With
+  /// `plan.surge`, or when the watcher uses [socket] sockets, the replacement comes first and
+  /// the old process is stopped once it is ready, so capacity never drops. A replacement not
+  /// ready within ready.start_timeout, or that exits, is tried again up to `max_retry` times;
+  /// then the rollout stops (event rollout_failed), the old processes of the other slots keep
+  /// running. Events rollout_start, rollout_progress, rollout_done. `done` runs once, on the
+  /// loop, when it ended (not if the watcher is destroyed first). Not active: done(error).
+  void roll(RolloutPlan plan, std::function<void(RolloutResult)> done);
+  bool rolling() const { return rollout_ != nullptr; }
+  /// Whether `next` differs only in what applies to the processes spawned from now on
+  /// (command, environment, user, limits, timeouts, counts...), so the running watcher can
+  /// take it and roll, rather than be replaced (hooks, readiness, checks, streams differ).
+  bool can_reconfigure(const conf::WatcherConfig& next) const;
+  /// Takes `next` for the processes spawned from now on (can_reconfigure(next) holds), and
+  /// adjusts the count to its numprocesses.
+  void reconfigure(const conf::WatcherConfig& next);
+
  private:
   struct Stream;
   struct Process;
+  struct Rollout;
 
   struct HookArgs {
     std::int64_t pid = 0;
@@ -169,6 +205,16 @@ class Watcher {
   int wanted() const;
   bool slot_busy(int wid) const;
   void read_stream(Process& p, Stream& s);
+  // The rollout in progress (roll()).
+  Process* slot_process(int wid, bool replacement);
+  void advance_rollout();
+  void roll_slot(int wid);
+  void spawn_replacement(int wid);
+  void replacement_failed(int wid, const std::string& error);
+  void replacement_ready(Process& p);
+  bool rollout_reaped(Process& p);
+  void give_up_rollout(int wid);
+  void end_rollout(RolloutResult result);
   void append_tail(std::string_view bytes);
 
   conf::WatcherConfig cfg_;
@@ -195,6 +241,8 @@ class Watcher {
   std::unique_ptr<Checks> checks_;         // liveness checks: probed while active
   std::string tail_;  // ring of the last kTailBytes of output
   std::size_t tail_pos_ = 0;
+  std::unique_ptr<Rollout> rollout_;
+  std::uint64_t generation_ = 0;  // of the processes spawned now; a rollout starts a new one
   std::shared_ptr<int> alive_ = std::make_shared<int>(0);  // for callbacks that may outlive us
 };
 
