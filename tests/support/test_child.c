@@ -20,6 +20,10 @@
  *                    "HTTP/1.0 200 OK" and the body "ready", forever
  *   serve503 PORT    the same, answering "HTTP/1.0 503 Service Unavailable"
  *   stamp FILE       write the time (CLOCK_REALTIME, seconds with decimals) to FILE
+ *   servefd FD       accept on the inherited listening socket FD and answer each connection
+ *                    "HTTP/1.0 200 OK" with our pid as the body; SIGTERM ends it after the
+ *                    answer in hand, so no connection it accepted is cut
+ *   hangif FILE      if FILE exists, wait for signals until killed (never go on)
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -29,6 +33,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -111,6 +116,41 @@ static void serve(int port, const char* answer) {
     write_all(c, answer, strlen(answer));
     close(c);
   }
+}
+
+static volatile sig_atomic_t terminated;
+
+static void on_term(int sig) {
+  (void)sig;
+  terminated = 1;
+}
+
+static void serve_fd(int listener) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_term;
+  sigaction(SIGTERM, &sa, NULL);
+  /* SIGTERM is taken only inside ppoll, so it cannot slip in between the check and the wait. */
+  sigset_t term, none;
+  sigemptyset(&term);
+  sigaddset(&term, SIGTERM);
+  sigemptyset(&none);
+  sigprocmask(SIG_BLOCK, &term, NULL);
+  fcntl(listener, F_SETFL, fcntl(listener, F_GETFL) | O_NONBLOCK);
+  char answer[256];
+  int n = snprintf(answer, sizeof answer, "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\n%ld\n",
+                   (long)getpid());
+  while (!terminated) {
+    struct pollfd pfd = {listener, POLLIN, 0};
+    if (ppoll(&pfd, 1, NULL, &none) <= 0) continue;
+    int c = accept(listener, NULL, NULL);  /* EAGAIN when a sibling took it */
+    if (c < 0) continue;
+    char req[2048];
+    (void)!read(c, req, sizeof req);
+    write_all(c, answer, (size_t)n);
+    close(c);
+  }
+  exit(0);
 }
 
 static void sleep_ms(long ms) {
@@ -206,6 +246,12 @@ int main(int argc, char** argv) {
       clock_gettime(CLOCK_REALTIME, &ts);
       snprintf(buf, sizeof buf, "%ld.%09ld\n", (long)ts.tv_sec, ts.tv_nsec);
       write_file(arg, buf);
+      ++i;
+    } else if (strcmp(op, "servefd") == 0) {
+      serve_fd(atoi(arg));
+    } else if (strcmp(op, "hangif") == 0) {
+      if (access(arg, F_OK) == 0)
+        for (;;) pause();
       ++i;
     } else if (strcmp(op, "raise") == 0) {
       raise(signal_number(arg));
