@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cstring>
 #include <fstream>
 #include <set>
@@ -48,8 +49,14 @@ std::optional<int> signal_number(const json& v) {
   std::transform(name.begin(), name.end(), name.begin(),
                  [](unsigned char c) { return static_cast<char>(std::toupper(c)); });
   if (name.rfind("SIG", 0) == 0) name = name.substr(3);
-  if (!name.empty() && name.find_first_not_of("0123456789") == std::string::npos)
-    return signal_number(json(std::stoll(name)));
+  if (!name.empty() && name.find_first_not_of("0123456789") == std::string::npos) {
+    // from_chars, not stoll: a number past long long must be "signal invalid", not an
+    // exception out of the loop that ends the arbiter.
+    long long n = 0;
+    auto [end, ec] = std::from_chars(name.data(), name.data() + name.size(), n);
+    if (ec != std::errc() || end != name.data() + name.size()) return std::nullopt;
+    return signal_number(json(n));
+  }
   for (int s = 1; s < NSIG; ++s)
     if (const char* abbrev = sigabbrev_np(s); abbrev && name == abbrev) return s;
   return std::nullopt;

@@ -152,7 +152,7 @@ std::vector<std::string> expand_glob(const std::string& pattern) {
 }  // namespace
 
 RawDoc read_ini(const std::string& text, const std::string& path,
-                const std::map<std::string, std::string>& environ) {
+                const std::map<std::string, std::string>& environ, bool follow_includes) {
   RawDoc doc;
   doc.format = Format::ini;
   IniReader reader(doc);
@@ -181,6 +181,7 @@ RawDoc read_ini(const std::string& text, const std::string& path,
   };
   collect("include", "");
   collect("include_dir", "*.ini");
+  if (!follow_includes) return doc;
 
   std::vector<std::string> includes;
   for (auto& pattern : patterns) {

@@ -168,7 +168,7 @@ Config load(const std::string& path, const LoadOptions& options) {
 }
 
 Config load_ini_text(const std::string& text, const std::string& name, const LoadOptions& options) {
-  return finish(detail::read_ini(text, name, options.environ), name, options);
+  return finish(detail::read_ini(text, name, options.environ, options.follow_includes), name, options);
 }
 
 Config load_toml_text(const std::string& text, const std::string& name, const LoadOptions& options) {

@@ -46,9 +46,10 @@ struct RawDoc {
 };
 
 /// Reads the circus INI dialect, then the files named by [circus] include / include_dir
-/// (globs relative to the main file, expanded with `environ`). Errors go to doc.diagnostics.
+/// (globs relative to the main file, expanded with `environ`) unless `follow_includes` is
+/// false. Errors go to doc.diagnostics.
 RawDoc read_ini(const std::string& text, const std::string& path,
-                const std::map<std::string, std::string>& environ);
+                const std::map<std::string, std::string>& environ, bool follow_includes);
 /// Reads the native TOML format. Errors go to doc.diagnostics.
 RawDoc read_toml(const std::string& text, const std::string& path);
 

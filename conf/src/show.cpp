@@ -187,8 +187,11 @@ toml::array to_array(const json& j) {
 
 toml::table to_table(const json& j) {
   toml::table t;
-  for (const auto& [key, value] : j.items())
-    convert(value, [&](auto&& x) { t.insert(key, std::forward<decltype(x)>(x)); });
+  // Not a structured binding: clang before 16 cannot capture one in a lambda (fuzz builds).
+  for (const auto& item : j.items()) {
+    const std::string& key = item.key();
+    convert(item.value(), [&](auto&& x) { t.insert(key, std::forward<decltype(x)>(x)); });
+  }
   return t;
 }
 

@@ -142,7 +142,12 @@ std::size_t nesting_depth(std::string_view text, std::size_t limit) {
 /// The value as the client sent it, shortened for an error message.
 std::string shown(const json& v) {
   std::string text = v.dump(-1, ' ', false, json::error_handler_t::replace);
-  return text.size() > 60 ? text.substr(0, 57) + "..." : text;
+  if (text.size() <= 60) return text;
+  // Cut before a UTF-8 continuation byte, never inside a character: the reason must stay
+  // valid UTF-8 JSON text.
+  std::size_t cut = 57;
+  while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;
+  return text.substr(0, cut) + "...";
 }
 
 }  // namespace

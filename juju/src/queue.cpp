@@ -8,6 +8,7 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <sstream>
 
 #include <fmt/format.h>
@@ -18,6 +19,10 @@ namespace {
 
 using nlohmann::json;
 constexpr int kFormatVersion = 1;
+// The largest id a file may hold: far past any queue's life, and below 2^64 - 1, so the next
+// id never wraps to 0 (a pushed entry whose id is not above the last one makes the file
+// refused at the next start).
+constexpr std::uint64_t kMaxId = std::numeric_limits<std::int64_t>::max();
 
 [[noreturn]] void fail(const std::string& path, std::string_view what) {
   throw QueueError(fmt::format("dispatch queue '{}': {}", path, what));
@@ -50,7 +55,8 @@ Dispatch entry_from_json(const json& j, const std::string& path, std::size_t ind
   };
   Dispatch d;
   auto id = j.find("id");
-  if (id == j.end() || !id->is_number_unsigned()) bad("'id' must be a positive integer");
+  if (id == j.end() || !id->is_number_unsigned() || id->get<std::uint64_t>() > kMaxId)
+    bad("'id' must be a positive integer");
   d.id = id->get<std::uint64_t>();
   d.event = str("event", true);
   if (d.event.empty()) bad("'event' is empty");
@@ -115,7 +121,8 @@ DispatchQueue::DispatchQueue(std::string path) : path_(std::move(path)) {
     entries_.push_back(std::move(d));
   }
   auto next = doc.find("next_id");
-  if (next == doc.end() || !next->is_number_unsigned()) fail(path_, "'next_id' must be a positive integer");
+  if (next == doc.end() || !next->is_number_unsigned() || next->get<std::uint64_t>() > kMaxId)
+    fail(path_, "'next_id' must be a positive integer");
   next_id_ = std::max(next->get<std::uint64_t>(), entries_.empty() ? 1 : entries_.back().id + 1);
 }
 

@@ -160,3 +160,12 @@ TEST_CASE("replies have circus's shape", "[unit][ctl]") {
       json{
           {"status", "error"}, {"reason", "unknown command: \"x\""}, {"errno", 2}, {"time", 2.0}, {"id", 5}});
 }
+
+TEST_CASE("a long value shown in a reason is cut between characters, not inside one", "[unit][ctl]") {
+  // 55 ASCII letters, then two-byte characters: byte 57 of the shown text falls inside one.
+  std::string name = std::string(55, 'a') + std::string(10 * 2, '\0');
+  for (std::size_t i = 0; i < 10; ++i) name.replace(55 + 2 * i, 2, "\xC3\xA9");  // U+00E9
+  RequestError e = must_fail(json{{"id", 1}, {"command", name}}.dump());
+  CHECK(e.reason == "unknown command: \"" + std::string(55, 'a') + "...");
+  CHECK_NOTHROW(error_reply(e.id, 1.0, e.code, e.reason).dump());
+}

@@ -142,6 +142,11 @@ TEST_CASE("a damaged queue file is refused with the reason", "[unit][juju]") {
            {"id": 2, "event": "e", "workload": "w", "requested_at": "x", "attempt": 0},
            {"id": 2, "event": "f", "workload": "w", "requested_at": "x", "attempt": 0}]})",
         "entry 1: ids out of order");
+  // No room for the next id: a push would wrap to 0 and write a file refused at the next start.
+  check(R"({"version": 1, "next_id": 1, "entries": [
+           {"id": 18446744073709551615, "event": "e", "workload": "w", "requested_at": "x", "attempt": 0}]})",
+        "entry 0: 'id' must be a positive integer");
+  check("{\"version\": 1, \"entries\": [], \"next_id\": 18446744073709551615}", "'next_id' must be a positive integer");
 }
 
 TEST_CASE("a queue that cannot be written is an error, and the request is not queued", "[unit][juju]") {

@@ -137,6 +137,16 @@ std::vector<char*> c_array(const std::vector<std::string>& strings) {
   return out;
 }
 
+// ThreadSanitizer's interceptors (sigaction, dup2, close, ...) keep their state in process
+// memory: a child sharing ours would rewrite the parent's (its signal handlers, its thread's
+// state) and TSan then fails the parent. A TSan build gives the child a copy; the parent
+// still waits for its exec (CLONE_VFORK), so the reporting below is the same.
+#if defined(__SANITIZE_THREAD__)
+constexpr int kCloneShareMemory = 0;
+#else
+constexpr int kCloneShareMemory = CLONE_VM;
+#endif
+
 // The child's stack: one mapping reused by every spawn (spawns happen on the loop thread,
 // one at a time, and the parent waits for exec before the next).
 constexpr std::size_t kStackSize = 256 * 1024;
@@ -208,7 +218,7 @@ std::variant<Spawned, SpawnFailure> spawn(const SpawnRequest& req) {
   pthread_sigmask(SIG_SETMASK, &all, &saved);
   int pidfd = -1;
   pid_t pid = clone(child_main, static_cast<char*>(stack) + kStackSize,
-                    CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD, &args, &pidfd);
+                    kCloneShareMemory | CLONE_VFORK | CLONE_PIDFD | SIGCHLD, &args, &pidfd);
   int clone_errno = errno;
   pthread_sigmask(SIG_SETMASK, &saved, nullptr);
   if (pid < 0) return SpawnFailure{clone_errno, fmt::format("cannot clone: {}", std::strerror(clone_errno))};

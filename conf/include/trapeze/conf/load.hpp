@@ -18,6 +18,9 @@ struct LoadOptions {
   bool resolve_hooks = true;
   /// Warn when a watcher's cmd is not found on PATH.
   bool check_commands = true;
+  /// Read the files an INI config's include / include_dir name. Off, they are not looked for
+  /// (no warning either): the fuzz targets read no file but the text they are given.
+  bool follow_includes = true;
   /// Appended to the config's plugin_dirs: the installed plugin directory.
   std::vector<std::string> default_plugin_dirs;
 
