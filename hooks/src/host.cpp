@@ -230,7 +230,8 @@ HostOutcome run_host(const wire::HostRequest& req, const std::string& binary, Cl
   auto handle = [&](const std::string& body) {
     wire::FromHost m = wire::decode_from_host(body);
     if (auto* log = std::get_if<wire::LogRecord>(&m)) {
-      spdlog::log(spd_level(log->level), "watcher {}: hook {}: {}", req.watcher_name, req.hook_name, log->message);
+      spdlog::log(spd_level(log->level), "watcher {}: hook {}: {}", req.watcher_name, req.hook_name,
+                  log->message);
     } else if (out.timed_out || out.answer) {
       // late, or a second answer: the first one counts
     } else if (auto* answer = std::get_if<wire::Answer>(&m)) {
@@ -265,8 +266,8 @@ HostOutcome run_host(const wire::HostRequest& req, const std::string& binary, Cl
         kill_host();
         killed = true;
         if (out.timed_out && !req.check_only)
-          spdlog::warn("watcher {}: hook {} timed out after {}; its host (pid {}) is killed", req.watcher_name,
-                       req.hook_name, timeout_text(req.timeout), host.pid);
+          spdlog::warn("watcher {}: hook {} timed out after {}; its host (pid {}) is killed",
+                       req.watcher_name, req.hook_name, timeout_text(req.timeout), host.pid);
         continue;
       }
       timeout_ms = static_cast<int>(std::min<long long>(left, 1 << 30));
@@ -275,10 +276,10 @@ HostOutcome run_host(const wire::HostRequest& req, const std::string& binary, Cl
       pending += wire::encode(wire::ToHost{wire::Cancel{}});
       cancel_sent = true;
     }
-    pollfd fds[3] = {{host.pidfd.get(), POLLIN, 0},
-                     {sock_open ? host.sock.get() : -1,
-                      static_cast<short>(POLLIN | (pending.empty() ? 0 : POLLOUT)), 0},
-                     {wake_fd, POLLIN, 0}};
+    pollfd fds[3] = {
+        {host.pidfd.get(), POLLIN, 0},
+        {sock_open ? host.sock.get() : -1, static_cast<short>(POLLIN | (pending.empty() ? 0 : POLLOUT)), 0},
+        {wake_fd, POLLIN, 0}};
     if (::poll(fds, 3, timeout_ms) < 0) {
       if (errno == EINTR) continue;
       throw std::system_error(errno, std::generic_category(), "poll");
@@ -330,7 +331,8 @@ wire::HostRequest to_wire(const HookRequest& req, bool check_only) {
 }
 
 std::string crash_text(const siginfo_t& exit) {
-  if (exit.si_code == CLD_KILLED || exit.si_code == CLD_DUMPED) return "crashed: " + signal_name(exit.si_status);
+  if (exit.si_code == CLD_KILLED || exit.si_code == CLD_DUMPED)
+    return "crashed: " + signal_name(exit.si_status);
   return fmt::format("crashed: exit status {}", exit.si_status);
 }
 
@@ -343,7 +345,9 @@ struct HostCall {
   std::mutex send_mu;
 };
 
-HostCall& host_call(const trapeze_hook_call* call) { return *static_cast<HostCall*>(call->host); }
+HostCall& host_call(const trapeze_hook_call* call) {
+  return *static_cast<HostCall*>(call->host);
+}
 
 // Blocking: the arbiter reads as it waits. A failure means the arbiter is gone; nothing to do.
 void send_all(HostCall& hc, const std::string& frame) {
@@ -378,7 +382,9 @@ void host_log(const trapeze_hook_call* call, trapeze_log_level level, const char
 void host_set_error(const trapeze_hook_call* call, const char* message) {
   host_call(call).error = message ? message : "";
 }
-int host_cancelled(const trapeze_hook_call* call) { return host_call(call).cancelled.load(std::memory_order_relaxed); }
+int host_cancelled(const trapeze_hook_call* call) {
+  return host_call(call).cancelled.load(std::memory_order_relaxed);
+}
 
 // Reads frames from the arbiter until one whole frame is in `reader`; false at EOF or error.
 bool read_frame(wire::FrameReader& reader, std::string& body) {
@@ -423,8 +429,10 @@ HookResult call_in_host(const HookRequest& req, const std::string& binary, Clock
   } catch (const std::exception& e) {
     return {HookOutcome::error, fmt::format("cannot run the hook host: {}", e.what()), 0};
   }
-  if (o.timed_out && !o.answer) return {HookOutcome::timed_out, "timed out after " + timeout_text(req.timeout), 0};
-  if (o.broken) return {HookOutcome::error, fmt::format("the hook host broke the protocol: {}", *o.broken), 0};
+  if (o.timed_out && !o.answer)
+    return {HookOutcome::timed_out, "timed out after " + timeout_text(req.timeout), 0};
+  if (o.broken)
+    return {HookOutcome::error, fmt::format("the hook host broke the protocol: {}", *o.broken), 0};
   if (o.answer) return *o.answer;
   return {HookOutcome::error, crash_text(o.exit), 0};
 }
@@ -471,7 +479,8 @@ int host_main() {
 
   struct stat st {};
   if (::fstat(kHostFd, &st) != 0 || !S_ISSOCK(st.st_mode)) {
-    std::fprintf(stderr, "trapeze hook-host: fd 3 is not a socket: trapeze starts this itself, for isolated hooks\n");
+    std::fprintf(stderr,
+                 "trapeze hook-host: fd 3 is not a socket: trapeze starts this itself, for isolated hooks\n");
     return 2;
   }
   HostCall hc;

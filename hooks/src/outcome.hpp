@@ -27,7 +27,8 @@ inline HookResult outcome_of(trapeze_hook_result r, const std::string& error) {
       break;
     default:
       result.outcome = HookOutcome::error;
-      result.error = fmt::format("the hook returned {}, which is not a trapeze_hook_result", static_cast<int>(r));
+      result.error =
+          fmt::format("the hook returned {}, which is not a trapeze_hook_result", static_cast<int>(r));
       break;
   }
   return result;

@@ -116,7 +116,8 @@ std::optional<std::string> FrameReader::next() {
   if (buffer_.size() < 4) return std::nullopt;
   std::uint32_t n = 0;
   for (int i = 0; i < 4; ++i)
-    n |= static_cast<std::uint32_t>(static_cast<unsigned char>(buffer_[static_cast<std::size_t>(i)])) << (8 * i);
+    n |= static_cast<std::uint32_t>(static_cast<unsigned char>(buffer_[static_cast<std::size_t>(i)]))
+         << (8 * i);
   if (n > kMaxFrame) throw WireError(fmt::format("a frame of {} bytes is too big", n));
   if (buffer_.size() < 4 + std::size_t{n}) return std::nullopt;
   std::string body = buffer_.substr(4, n);

@@ -129,7 +129,8 @@ TEST_CASE("isolated: a hook sees the same call as in the arbiter", "[unit][hooks
   req.fn = loader.load(TEST_PLUGIN_BEHAVIOURS, "echo");
   auto in_process = run_one(runner, inbox, req);
   CHECK(in_host.error ==
-        "hook=after_reap watcher=web pid=4242 signum=0 exit=-9 numprocesses=3 cmd=redis-server port=6379 nope=(null)");
+        "hook=after_reap watcher=web pid=4242 signum=0 exit=-9 numprocesses=3 cmd=redis-server port=6379 "
+        "nope=(null)");
   CHECK(in_host.error == in_process.error);
 }
 
@@ -202,9 +203,9 @@ TEST_CASE("isolated: a reaper of stray children hands hosts' exits to their call
     }
   });
   std::vector<HookResult> results;
-  for (int i = 0; i < 6; ++i) runner.run(isolated(TEST_PLUGIN_CRASHY, "segfault"), [&](HookResult r) {
-    results.push_back(std::move(r));
-  });
+  for (int i = 0; i < 6; ++i)
+    runner.run(isolated(TEST_PLUGIN_CRASHY, "segfault"),
+               [&](HookResult r) { results.push_back(std::move(r)); });
   bool all = inbox.wait_until([&] { return results.size() == 6; }, 60s);
   done = true;
   reaper.join();

@@ -30,12 +30,14 @@ TEST_CASE("wire: every message round-trips", "[unit][hooks]") {
   req.pid = 1LL << 40;
   req.signum = 15;
   req.exit_status = -9;
-  req.watcher_options = {{"cmd", "redis-server --port 6379"}, {"numprocesses", "3"}, {"env", "{\"A\":\"é\"}"}};
+  req.watcher_options = {
+      {"cmd", "redis-server --port 6379"}, {"numprocesses", "3"}, {"env", "{\"A\":\"é\"}"}};
   req.hook_options = {{"host", "127.0.0.1"}, {"empty", ""}};
   req.timeout = 2500ms;
   req.check_only = true;
   CHECK(wire::decode_to_host(body_of(wire::encode(wire::ToHost{req}))) == wire::ToHost{req});
-  CHECK(wire::decode_to_host(body_of(wire::encode(wire::ToHost{wire::Cancel{}}))) == wire::ToHost{wire::Cancel{}});
+  CHECK(wire::decode_to_host(body_of(wire::encode(wire::ToHost{wire::Cancel{}}))) ==
+        wire::ToHost{wire::Cancel{}});
   for (const wire::FromHost& m : {wire::FromHost{wire::LogRecord{2, "redis is slow\nsecond line"}},
                                   wire::FromHost{wire::Answer{HookOutcome::proceed, ""}},
                                   wire::FromHost{wire::Answer{HookOutcome::veto, "vetoed"}},
