@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """trapeze benchmarks. Reports medians over repeated runs, and ratios to a baseline.
 
-    python3 bench/run.py [--build build] [--repeat 5] [start respawn idle rss stream bus ready juju ...]
+    python3 bench/run.py [--build build] [--repeat 5] [start respawn idle rss stream bus ready juju hooks ...]
 
 Needs a build (./dev test, or cmake --build build) with bench/spawn_baseline. Uses only the
 Python standard library. Nothing here is a test: on a shared machine the figures move; compare
@@ -323,9 +323,25 @@ def bench_juju(args):
           f"p99 {pct(latencies, 99):.2f} ms over {runs} runs (target p99 < 20 ms)")
 
 
+def bench_hooks(args):
+    """A hook that does nothing, called in the arbiter and with isolate = true (a hook host)."""
+    plugin = os.path.join(args.build, "bench", "bench_hook_plugin.so")
+    runs = []
+    for _ in range(args.repeat):
+        out = subprocess.run([os.path.join(args.build, "bench", "hook_bench"), args.trapeze, plugin, "200"],
+                             capture_output=True, text=True, check=True).stdout
+        runs.append(json.loads(out))
+    in_process = median([r["in_process_p50_ms"] for r in runs])
+    isolated = median([r["isolated_p50_ms"] for r in runs])
+    isolated_p99 = median([r["isolated_p99_ms"] for r in runs])
+    print(f"hook call, in the arbiter: p50 {in_process * 1000:.1f} us; isolated (a host per call): "
+          f"p50 {isolated:.2f} ms, p99 {isolated_p99:.2f} ms; ratio {isolated / in_process:.0f}x "
+          f"(medians of {args.repeat} runs of 200 calls)")
+
+
 BENCHES = {"start": bench_start, "respawn": bench_respawn, "idle": bench_idle, "rss": bench_rss,
            "stream": bench_stream, "bus": bench_bus,
-           "ready": bench_ready, "juju": bench_juju}
+           "ready": bench_ready, "juju": bench_juju, "hooks": bench_hooks}
 
 
 def main():

@@ -17,6 +17,7 @@
 #include "system.hpp"
 #include "trapeze/conf/load.hpp"
 #include "trapeze/conf/paths.hpp"
+#include "trapeze/hooks/host.hpp"
 #include "trapeze/watchers/probe.hpp"
 
 extern char** environ;
@@ -514,7 +515,8 @@ void Arbiter::reap_strays() {
   for (;;) {
     siginfo_t info{};
     if (waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT) < 0 || info.si_pid == 0) return;
-    bool ours = watchers::reap_probe_child(info.si_pid);
+    // A hook host is reaped by its hook thread, or here for it (claim_host_child).
+    bool ours = watchers::reap_probe_child(info.si_pid) || hooks::claim_host_child(info.si_pid);
     for (auto& [name, w] : watchers_)
       if (w->reap(info.si_pid)) ours = true;
     if (!ours) {

@@ -79,7 +79,8 @@ int run(const RunOptions& options) {
     hooks::PluginLoader loader;
     std::vector<conf::Diagnostic> unusable;
     for (const auto& w : config.watchers)
-      for (auto& d : watchers::load_hook_plugins(w, loader)) unusable.push_back(std::move(d));
+      for (auto& d : watchers::load_hook_plugins(w, loader, watchers::IsolatedCheck::in_host))
+        unusable.push_back(std::move(d));
     for (const auto& d : unusable) std::cerr << to_string(d) << '\n';
     if (!unusable.empty()) return 2;
   }

@@ -576,7 +576,8 @@ class Builder {
   }
 
   void read_hook_option(const RawEntry& e, WatcherConfig& w) {
-    // hooks.NAME = SPEC[, ignore_failure] | hooks.NAME.spec | .ignore_failure | .timeout | .options.KEY
+    // hooks.NAME = SPEC[, ignore_failure] | hooks.NAME.spec | .ignore_failure | .isolate | .timeout
+    // | .options.KEY
     std::string rest = e.key.substr(6);
     std::string point = rest.substr(0, rest.find('.'));
     std::string sub = rest.size() > point.size() ? rest.substr(point.size() + 1) : "";
@@ -615,6 +616,8 @@ class Builder {
       }
     } else if (sub == "ignore_failure") {
       if (auto b = values_.boolean(e)) h.ignore_failure = *b;
+    } else if (sub == "isolate") {
+      if (auto b = values_.boolean(e)) h.isolate = *b;
     } else if (sub == "timeout") {
       if (auto d = values_.duration(e)) {
         if (d->count() == 0)
@@ -630,10 +633,10 @@ class Builder {
       else
         values_.error(e.where, e.key, "expected a string, number or boolean, got an array");
     } else {
-      std::string guess = closest(sub, {"spec", "ignore_failure", "timeout", "options"});
+      std::string guess = closest(sub, {"spec", "ignore_failure", "isolate", "timeout", "options"});
       values_.error(e.where, e.key,
                     fmt::format("unknown hook setting {}{}", quote(sub),
-                                guess.empty() ? " (spec, ignore_failure, timeout, options.KEY)"
+                                guess.empty() ? " (spec, ignore_failure, isolate, timeout, options.KEY)"
                                               : fmt::format("; did you mean 'hooks.{}.{}'?", point, guess)));
     }
   }

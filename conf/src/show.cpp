@@ -101,6 +101,7 @@ json watcher_json(const WatcherConfig& w) {
     for (const auto& [point, h] : w.hooks) {
       json hj = {
           {"spec", h.spec}, {"ignore_failure", h.ignore_failure}, {"timeout", format_duration(h.timeout)}};
+      if (h.isolate) hj["isolate"] = true;  // the default is left out
       if (!h.options.empty()) hj["options"] = h.options;
       hooks[point] = hj;
     }

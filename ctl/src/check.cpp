@@ -3,6 +3,7 @@
 #include "trapeze/conf/load.hpp"
 #include "trapeze/conf/show.hpp"
 #include "trapeze/ctl/cli.hpp"
+#include "trapeze/hooks/host.hpp"
 #include "trapeze/hooks/plugin.hpp"
 
 namespace trapeze::ctl {
@@ -21,6 +22,11 @@ int check(const CheckOptions& options, std::ostream& out, std::ostream& err) {
   std::vector<conf::Diagnostic> errors;
   for (const auto& w : config.watchers) {
     for (const auto& [point, hook] : w.hooks) {
+      if (hook.isolate) {  // loaded in a hook host, as `run` does: never in this process
+        if (auto why = hooks::check_in_host(hook.library, hook.symbol))
+          errors.push_back({conf::Severity::error, hook.where, "hooks." + point, *why});
+        continue;
+      }
       try {
         loader.load(hook.library, hook.symbol);
       } catch (const hooks::PluginError& e) {

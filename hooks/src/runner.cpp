@@ -2,6 +2,8 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -13,6 +15,9 @@
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
+
+#include "outcome.hpp"
+#include "trapeze/hooks/host.hpp"
 
 namespace trapeze::hooks {
 
@@ -29,6 +34,16 @@ struct Job {
   bool running = false;    // under the mutex
   bool abandoned = false;  // under the mutex: timed out while running
   std::string error;       // the hook's thread only: set_error's message
+  int wake_fd = -1;        // under the mutex: an isolated call's eventfd, written on cancel
+
+  // Under the mutex.
+  void cancel() {
+    cancelled.store(1);
+    if (wake_fd >= 0) {
+      std::uint64_t one = 1;
+      [[maybe_unused]] auto n = ::write(wake_fd, &one, sizeof one);
+    }
+  }
 };
 
 Job& job_of(const trapeze_hook_call* call) { return *static_cast<Job*>(call->host); }
@@ -81,25 +96,7 @@ HookResult call_hook(Job& job) {
   call.set_error = set_error;
   call.cancelled = is_cancelled;
   call.host = &job;
-  trapeze_hook_result r = job.req.fn(&call);
-  HookResult result;
-  switch (r) {
-    case TRAPEZE_HOOK_CONTINUE:
-      result.outcome = HookOutcome::proceed;
-      break;
-    case TRAPEZE_HOOK_VETO:
-      result.outcome = HookOutcome::veto;
-      result.error = "vetoed";
-      break;
-    case TRAPEZE_HOOK_ERROR:
-      result.outcome = HookOutcome::error;
-      result.error = job.error.empty() ? "the hook returned an error without a message" : job.error;
-      break;
-    default:
-      result.outcome = HookOutcome::error;
-      result.error = fmt::format("the hook returned {}, which is not a trapeze_hook_result", static_cast<int>(r));
-      break;
-  }
+  HookResult result = detail::outcome_of(job.req.fn(&call), job.error);
   result.duration_ms = millis_since(job.submitted);
   return result;
 }
@@ -108,6 +105,7 @@ HookResult call_hook(Job& job) {
 
 struct HookRunner::Shared {
   Post post;
+  std::string host_binary = kSelfBinary;
   unsigned target = 4;
   unsigned max_abandoned = 16;
 
@@ -166,7 +164,7 @@ struct HookRunner::Shared {
       job->running = true;
       ++busy;
       lock.unlock();
-      HookResult result = call_hook(*job);
+      HookResult result = job->req.isolate ? call_isolated(*job) : call_hook(*job);
       lock.lock();
       --busy;
       job->running = false;
@@ -180,13 +178,31 @@ struct HookRunner::Shared {
     --threads;
   }
 
-  // The watchdog: sleeps until the earliest deadline; without calls, until one comes.
+  // On a hook thread: runs an isolated job in a host, which keeps its own deadline.
+  HookResult call_isolated(Job& job) {
+    int wake = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    {
+      std::lock_guard lock(mu);
+      job.wake_fd = wake;
+    }
+    HookResult result = call_in_host(job.req, host_binary, job.deadline, job.cancelled, wake);
+    {
+      std::lock_guard lock(mu);
+      job.wake_fd = -1;
+    }
+    if (wake >= 0) ::close(wake);
+    result.duration_ms = millis_since(job.submitted);
+    return result;
+  }
+
+  // The watchdog: sleeps until the earliest deadline; without calls, until one comes. An
+  // isolated call that is running keeps its own deadline (it kills its host).
   void watch() {
     std::unique_lock lock(mu);
     while (!stopping) {
       std::shared_ptr<Job> first;
       for (auto& job : live)
-        if (!first || job->deadline < first->deadline) first = job;
+        if (!(job->running && job->req.isolate) && (!first || job->deadline < first->deadline)) first = job;
       if (!first) {
         watch_cv.wait(lock);
         continue;
@@ -195,7 +211,7 @@ struct HookRunner::Shared {
         watch_cv.wait_until(lock, first->deadline);
         continue;
       }
-      first->cancelled.store(1);
+      first->cancel();
       HookResult result{HookOutcome::timed_out, "timed out after " + timeout_text(first->req.timeout),
                         millis_since(first->submitted)};
       if (first->running) {
@@ -226,7 +242,7 @@ HookRunner::~HookRunner() {
   {
     std::lock_guard lock(shared_->mu);
     shared_->stopping = true;
-    for (auto& job : shared_->live) job->cancelled.store(1);
+    for (auto& job : shared_->live) job->cancel();
     shared_->self_.reset();
   }
   shared_->work_cv.notify_all();
@@ -277,7 +293,12 @@ RunnerStats HookRunner::stats() const {
 
 void HookRunner::cancel_all() {
   std::lock_guard lock(shared_->mu);
-  for (auto& job : shared_->live) job->cancelled.store(1);
+  for (auto& job : shared_->live) job->cancel();
+}
+
+void HookRunner::set_host_binary(std::string binary) {
+  std::lock_guard lock(shared_->mu);
+  shared_->host_binary = std::move(binary);
 }
 
 std::string timeout_text(std::chrono::milliseconds timeout) {

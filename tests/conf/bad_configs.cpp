@@ -92,6 +92,7 @@ TEST_CASE("bad configs: the exact first error", "[unit][conf]") {
       {"flapping_option.ini",
        "3: flapping.attempt: unknown flapping option; did you mean 'flapping.attempts'?"},
       {"hook_flag.ini", "3: hooks.before_start: expected true or false, got 'sometimes'"},
+      {"hook_isolate.ini", "4: hooks.after_start.isolate: expected true or false, got 'maybe'"},
       {"hook_no_dot.ini",
        "3: hooks.before_start: expected 'path/to/library.so:function' or 'package.module.function', got "
        "'check_redis'"},
@@ -163,6 +164,7 @@ TEST_CASE("bad configs: the exact first error", "[unit][conf]") {
       {"toml_duration.toml",
        "3: graceful_timeout: expected a duration such as 500ms, 30s or 2m (a bare number is seconds), got "
        "'30 seconds'"},
+      {"toml_hook_isolate.toml", "5: hooks.before_start.isolate: expected true or false, got 'yes'"},
       {"toml_unknown_option.toml",
        "5: hooks.before_start.ignore_failures: unknown hook setting 'ignore_failures'; did you mean "
        "'hooks.before_start.ignore_failure'?"},

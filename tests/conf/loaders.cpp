@@ -79,6 +79,7 @@ TEST_CASE("INI: circus's parser rules, value by value", "[unit][conf]") {
   CHECK(hook.spec == "/opt/hooks/libaudit.so:on_spawn");
   CHECK(hook.ignore_failure);
   CHECK(hook.timeout == 5s);
+  CHECK(hook.isolate);
   CHECK(hook.options.at("level") == "high");
   CHECK(has_warning(c, "numprocesses: given again in [watcher:web]"));
 
@@ -164,6 +165,8 @@ TEST_CASE("TOML: every table of the native format", "[unit][conf]") {
   CHECK(before.spec == "mycoolapp.myplugins.check_redis");
   CHECK(before.ignore_failure);
   CHECK(before.timeout == 3s);
+  CHECK(before.isolate);
+  CHECK_FALSE(web.hooks.at("after_start").isolate);  // the default
   CHECK(before.options == std::map<std::string, std::string>{{"host", "127.0.0.1"}, {"port", "6379"}});
   CHECK(web.hooks.at("after_start").spec == "/opt/hooks/libnotify.so:announce");
   CHECK(web.juju.on_ready == std::optional<std::string>("web-is-live"));
@@ -319,6 +322,10 @@ TEST_CASE("the normalized TOML loads back to the same config", "[unit][conf]") {
     CHECK(to_json(comparable(again)).dump(1) == to_json(comparable(original)).dump(1));  // readable
     CHECK(comparable(again) == comparable(original));                                    // and every field
   }
+  // isolate is shown where it is set, and only there (false is the default).
+  std::string text = to_toml(load_data("good/full.toml"));
+  CHECK(text.find("isolate = true") != std::string::npos);
+  CHECK(to_toml(load_data("good/env.ini")).find("isolate =") == std::string::npos);
 }
 
 TEST_CASE("durations and signals in every accepted spelling", "[unit][conf]") {

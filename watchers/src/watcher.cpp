@@ -15,6 +15,7 @@
 #include <spdlog/spdlog.h>
 
 #include "trapeze/conf/show.hpp"
+#include "trapeze/hooks/host.hpp"
 #include "trapeze/watchers/command.hpp"
 #include "trapeze/watchers/notify.hpp"
 #include "trapeze/watchers/probe.hpp"
@@ -202,9 +203,17 @@ struct Watcher::Rollout {
   std::map<int, Slot> slots;  // in hand, by wid
 };
 
-std::vector<conf::Diagnostic> load_hook_plugins(const conf::WatcherConfig& cfg, hooks::PluginLoader& loader) {
+std::vector<conf::Diagnostic> load_hook_plugins(const conf::WatcherConfig& cfg, hooks::PluginLoader& loader,
+                                                IsolatedCheck isolated) {
   std::vector<conf::Diagnostic> out;
   for (const auto& [point, hook] : cfg.hooks) {
+    if (hook.isolate) {
+      // Never opened here: its constructors could crash the arbiter as well as its hook.
+      if (isolated == IsolatedCheck::skip) continue;
+      if (auto why = hooks::check_in_host(hook.library, hook.symbol))
+        out.push_back({conf::Severity::error, hook.where, "hooks." + point, *why});
+      continue;
+    }
     try {
       loader.load(hook.library, hook.symbol);
     } catch (const hooks::PluginError& e) {
@@ -238,7 +247,8 @@ bool failure_ignored_by_default(const std::string& point) {
 Watcher::Watcher(conf::WatcherConfig cfg, WatcherContext& ctx) : cfg_(std::move(cfg)), ctx_(ctx) {
   if (cfg_.singleton) cfg_.numprocesses = std::min(cfg_.numprocesses, 1);
   if (ctx_.plugins)
-    for (const auto& [point, hook] : cfg_.hooks) bound_hooks_[point] = {ctx_.plugins->load(hook.library, hook.symbol), &hook};
+    for (const auto& [point, hook] : cfg_.hooks)
+      bound_hooks_[point] = {hook.isolate ? nullptr : ctx_.plugins->load(hook.library, hook.symbol), &hook};
   hook_view_ = options_view(cfg_);
   if (cfg_.ready.kind == conf::ReadyKind::log) ready_regex_.emplace(cfg_.ready.target, std::regex::ECMAScript);
   if (!cfg_.checks.empty()) {
@@ -1037,6 +1047,9 @@ void Watcher::run_hook(const std::string& point, HookArgs args, std::function<vo
   const conf::HookConfig& hook = *it->second.cfg;
   hooks::HookRequest req;
   req.fn = it->second.fn;
+  req.isolate = hook.isolate;
+  req.library = hook.library;
+  req.symbol = hook.symbol;
   req.hook_name = point;
   req.watcher_name = name();
   req.pid = args.pid;

@@ -14,7 +14,10 @@
  *     keeps no unguarded global state;
  *   - `call` and every string it gives are valid only during the call; copy what you keep;
  *   - return TRAPEZE_HOOK_CONTINUE, TRAPEZE_HOOK_VETO, or TRAPEZE_HOOK_ERROR after set_error();
- *   - never let a C++ exception or a longjmp cross this boundary (see hook.hpp for a wrapper).
+ *   - never let a C++ exception or a longjmp cross this boundary (see hook.hpp for a wrapper);
+ *   - with `isolate = true` in the config, the call runs in a hook-host process of its own
+ *     instead (same contract; a crash fails the hook, not the arbiter; globals do not persist
+ *     from one call to the next).
  */
 #ifndef TRAPEZE_HOOK_H
 #define TRAPEZE_HOOK_H

@@ -45,6 +45,7 @@ struct StreamConfig {
 struct HookConfig {
   std::string spec;             // as written: "path/lib.so:symbol" or "pkg.module.function"
   bool ignore_failure = false;  // circus's trailing ", true"
+  bool isolate = false;         // run in a hook-host process, not in the arbiter
   Duration timeout = std::chrono::seconds(30);
   std::map<std::string, std::string> options;  // hooks.NAME.options.* : handed to the hook
   std::string library;  // resolved absolute path of the shared object (empty until resolved)

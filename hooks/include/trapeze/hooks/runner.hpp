@@ -5,6 +5,10 @@
 // raised, and its thread is abandoned: a new thread takes its place in the pool, up to
 // `max_abandoned` abandoned threads at a time; past that, calls wait for a thread (and time
 // out waiting). An abandoned thread that returns rejoins the pool, or ends if the pool is full.
+//
+// An isolated call (req.isolate) runs in a hook-host process started by its hook thread; at
+// its timeout the host is SIGKILLed and reaped, so its thread comes back at once instead of
+// being abandoned, and the plugin's code stops running (host.hpp).
 #pragma once
 
 #include <chrono>
@@ -21,7 +25,9 @@ namespace trapeze::hooks {
 using Options = std::map<std::string, std::string>;
 
 struct HookRequest {
-  trapeze_hook_fn fn = nullptr;
+  trapeze_hook_fn fn = nullptr;  // the function, loaded in this process (isolate = false)
+  bool isolate = false;          // run `symbol` of `library` in a hook host instead (host.hpp)
+  std::string library, symbol;
   std::string hook_name;     // "before_start", ...
   std::string watcher_name;
   std::int64_t pid = 0;
@@ -63,6 +69,10 @@ class HookRunner {
 
   /// Calls `req.fn`; `done` runs exactly once, through `post`. Thread-safe.
   void run(HookRequest req, std::function<void(HookResult)> done);
+
+  /// The binary started as `BINARY hook-host` for isolated calls (default: this one, through
+  /// /proc/self/exe). Call before the first run().
+  void set_host_binary(std::string binary);
 
   /// Calls submitted whose `done` has not run yet.
   unsigned pending() const;

@@ -67,9 +67,17 @@ struct WatcherContext {
   std::map<std::string, conf::SocketConfig> reuseport_sockets{};
 };
 
+/// How load_hook_plugins treats a hook with isolate = true, whose plugin the arbiter never opens.
+enum class IsolatedCheck {
+  in_host,  // load it in a hook host and wait for the verdict (run, check: before the loop)
+  skip,     // trust the file checks of conf::load; a load error fails each call (on the loop:
+            // reload, add, which must not wait on a process)
+};
+
 /// Opens the plugin of every hook of `cfg` (cached by `loader`): one diagnostic per hook that
 /// cannot be used, naming its file:line and `hooks.POINT`.
-std::vector<conf::Diagnostic> load_hook_plugins(const conf::WatcherConfig& cfg, hooks::PluginLoader& loader);
+std::vector<conf::Diagnostic> load_hook_plugins(const conf::WatcherConfig& cfg, hooks::PluginLoader& loader,
+                                                IsolatedCheck isolated = IsolatedCheck::skip);
 
 struct ProcessInfo {
   int wid = 0;
