@@ -59,12 +59,15 @@ int run(const RunOptions& options) {
   ensure_standard_fds();
   // Block the signals the loop reads from its signalfd, before any thread exists: threads
   // inherit the mask, so none of them takes a signal meant for the loop. Children get an
-  // empty mask (spawn.cpp). A write to a closed pipe or socket is an error, not a death.
+  // empty mask (spawn.cpp). A write to a closed pipe or socket is an error, not a death; so is
+  // a write past RLIMIT_FSIZE (EFBIG): our log or events file at its limit must not kill the
+  // supervisor of everything. Children get both back at their default (spawn.cpp).
   sigset_t signals;
   sigemptyset(&signals);
   for (int s : {SIGCHLD, SIGTERM, SIGINT, SIGQUIT, SIGHUP}) sigaddset(&signals, s);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
+  signal(SIGXFSZ, SIG_IGN);
 
   conf::Config config;
   try {
