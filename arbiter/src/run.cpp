@@ -86,6 +86,8 @@ int run(const RunOptions& options) {
     for (const auto& d : unusable) std::cerr << to_string(d) << '\n';
     if (!unusable.empty()) return 2;
   }
+  if (geteuid() == 0)
+    for (auto& d : conf::root_warnings(config)) config.warnings.push_back(std::move(d));
   for (const auto& d : config.warnings) std::cerr << to_string(d) << '\n';
 
   std::string log_output = options.log_file.empty() ? config.arbiter.logoutput : options.log_file;
