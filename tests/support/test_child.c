@@ -20,6 +20,9 @@
  *                    "HTTP/1.0 200 OK" and the body "ready", forever
  *   serve503 PORT    the same, answering "HTTP/1.0 503 Service Unavailable"
  *   stamp FILE       write the time (CLOCK_REALTIME, seconds with decimals) to FILE
+ *   forkbomb MS      for MS milliseconds, fork as fast as possible, each child doing the
+ *                    same (a failed fork is retried after 1 ms); then every process of the
+ *                    bomb waits for signals until killed. All stay in our process group.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -31,6 +34,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -117,6 +121,22 @@ static void sleep_ms(long ms) {
   struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
   while (nanosleep(&ts, &ts) != 0) {
   }
+}
+
+static long now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Bounded in time; bounded in count only by RLIMIT_NPROC, which is the point. */
+static void forkbomb(long ms) {
+  long deadline = now_ms() + ms;
+  while (now_ms() < deadline) {
+    pid_t pid = fork();
+    if (pid < 0 && (errno == EAGAIN || errno == ENOMEM)) sleep_ms(1);
+  }
+  for (;;) pause();
 }
 
 int main(int argc, char** argv) {
@@ -207,6 +227,8 @@ int main(int argc, char** argv) {
       snprintf(buf, sizeof buf, "%ld.%09ld\n", (long)ts.tv_sec, ts.tv_nsec);
       write_file(arg, buf);
       ++i;
+    } else if (strcmp(op, "forkbomb") == 0) {
+      forkbomb(atol(arg));
     } else if (strcmp(op, "raise") == 0) {
       raise(signal_number(arg));
       ++i;
