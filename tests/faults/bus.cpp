@@ -52,6 +52,15 @@ TEST_CASE("faults: a subscriber that never reads: the arbiter's memory stays bou
       }
     }
   });
+  // A failed REQUIRE must not leave the thread joinable (std::terminate, and the arbiter with it).
+  struct Joiner {
+    std::atomic<bool>& flag;
+    std::thread& thread;
+    ~Joiner() {
+      flag = false;
+      if (thread.joinable()) thread.join();
+    }
+  } joiner{reading, reader};
   // The reader is live once it has seen an event published after it connected.
   REQUIRE(wait_until(
       [&] {
@@ -77,8 +86,9 @@ TEST_CASE("faults: a subscriber that never reads: the arbiter's memory stays bou
   }
   REQUIRE(tail.count("flood.reap") >= reaps_before + kFlood);
   CHECK(control.call("stop", {{"name", "flood"}, {"waiting", true}})["status"] == "ok");
+  std::size_t reloads = tail.count("arbiter.reload");
   control.call("reloadconfig");  // one last event after the flood
-  tail.wait(arbiter, "arbiter.reload", tail.count("arbiter.reload") + 1, 10s);
+  tail.wait(arbiter, "arbiter.reload", reloads + 1, 10s);
   std::uint64_t last = 0;
   for (auto& e : tail.poll()) last = e.data["seq"].get<std::uint64_t>();
   REQUIRE(wait_until(
@@ -89,6 +99,7 @@ TEST_CASE("faults: a subscriber that never reads: the arbiter's memory stays bou
       30s));
   reading = false;
   reader.join();
+  (void)joiner;
 
   std::sort(ms.begin(), ms.end());
   INFO("arbiter RSS " << rss_before << " KiB before the flood, at most " << rss_most << " KiB during it; "
