@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """trapeze benchmarks. Reports medians over repeated runs, and ratios to a baseline.
 
-    python3 bench/run.py [--build build] [--repeat 5] [start respawn idle rss stream bus ready juju hooks ...]
+    python3 bench/run.py [--build build] [--repeat 5] [start respawn idle rss stream bus ready juju hooks load ...]
 
 Needs a build (./dev test, or cmake --build build) with bench/spawn_baseline. Uses only the
 Python standard library. Nothing here is a test: on a shared machine the figures move; compare
@@ -339,9 +339,41 @@ def bench_hooks(args):
           f"(medians of {args.repeat} runs of 200 calls)")
 
 
+def bench_load(args):
+    """10 control clients x 10000 commands (status, list, stats) while 200 processes crash-loop."""
+    clients, commands = 10, 10000
+    child = os.path.join(args.build, "tests", "integration", "test_child")
+    runs = []
+    for _ in range(max(1, args.repeat // 2)):
+        work = tempfile.mkdtemp(prefix="trapeze-load-")
+        control = f"ipc://{work}/control"
+        a = Arbiter(args.trapeze, f"[circus]\nendpoint = {control}\npubsub_endpoint = ipc://{work}/events\n"
+                                  f"[watcher:crash]\ncmd = {child}\nargs = sleep 50 exit 1\nnumprocesses = 200\n"
+                                  "min_uptime = 0\ncheck_flapping = false\n"
+                                  f"[watcher:steady]\ncmd = {child}\nargs = forever\nnumprocesses = 2\n")
+        a.wait(lambda ev: any(e["topic"] == "watcher.steady.start" for e in ev)
+               and a.count("crash.reap") >= 200)
+        reaps_before = a.count("crash.reap")
+        out = subprocess.run([args.load_bench, control, str(clients), str(commands), "crash", "steady"],
+                             capture_output=True, text=True)
+        reaps = a.count("crash.reap") - reaps_before
+        a.stop()
+        shutil.rmtree(work, ignore_errors=True)
+        figures = json.loads(out.stdout)
+        us = figures["round_trip_us"]
+        runs.append((figures["sent"], figures["answered"], pct(us, 50), pct(us, 99), figures["seconds"],
+                     reaps / figures["seconds"]))
+    sent, answered = sum(r[0] for r in runs), sum(r[1] for r in runs)
+    print(f"control under load ({clients} clients x {commands} commands, 200 processes crash-looping): "
+          f"{answered} of {sent} answered; p50 {median(r[2] for r in runs) / 1000:.2f} ms, "
+          f"p99 {median(r[3] for r in runs) / 1000:.2f} ms, medians of {len(runs)} runs "
+          f"(runs: {', '.join(f'{r[2] / 1000:.2f}/{r[3] / 1000:.2f}' for r in runs)}); "
+          f"{median(r[5] for r in runs):.0f} crash reaps/s meanwhile")
+
+
 BENCHES = {"start": bench_start, "respawn": bench_respawn, "idle": bench_idle, "rss": bench_rss,
            "stream": bench_stream, "bus": bench_bus,
-           "ready": bench_ready, "juju": bench_juju, "hooks": bench_hooks}
+           "ready": bench_ready, "juju": bench_juju, "hooks": bench_hooks, "load": bench_load}
 
 
 def main():
@@ -354,6 +386,7 @@ def main():
     args.trapeze = os.path.join(args.build, "arbiter", "trapeze")
     args.baseline = os.path.join(args.build, "bench", "spawn_baseline")
     args.bus_bench = os.path.join(args.build, "bench", "bus_bench")
+    args.load_bench = os.path.join(args.build, "bench", "load_bench")
     for name in args.which:
         BENCHES[name](args)
         sys.stdout.flush()

@@ -125,7 +125,8 @@ Arbiter::Arbiter(conf::Config config, std::string events_file)
     spdlog::info("arbiter: CURVE on, public key {}; {}", keys->public_key,
                  zap_ ? "only the clients of " + config_.arbiter.curve_clients : "any client that knows the key");
   }
-  bus_ = std::make_unique<EventBus>(zmq_, conf::events_endpoint(config_, true), keys ? &*keys : nullptr);
+  bus_ = std::make_unique<EventBus>(zmq_, conf::events_endpoint(config_, true), config_.arbiter.pubsub_hwm,
+                                    keys ? &*keys : nullptr);
   control_ = std::make_unique<ControlServer>(
       zmq_, loop_, conf::control_endpoint(config_, true),
       [this](ctl::Request req, ControlServer::Reply reply) { on_request(std::move(req), std::move(reply)); },

@@ -60,12 +60,13 @@ void ZapHandler::drain() {
   }
 }
 
-EventBus::EventBus(zmq::context_t& context, const std::string& endpoint, const curve::Keypair* curve)
+EventBus::EventBus(zmq::context_t& context, const std::string& endpoint, int hwm, const curve::Keypair* curve)
     : socket_(context, zmq::socket_type::pub), endpoint_(endpoint) {
   socket_.set(zmq::sockopt::linger, 0);
   if (curve) curve::make_server(socket_, *curve);
-  // A burst (500 processes killed at once is 1000 events) must fit a subscriber's queue.
-  socket_.set(zmq::sockopt::sndhwm, 100000);
+  // A burst (500 processes killed at once is 1000 events) must fit a subscriber's queue; a
+  // subscriber that stops reading costs at most hwm events (~300 bytes each) of memory.
+  socket_.set(zmq::sockopt::sndhwm, hwm);
   bind_private(socket_, endpoint);
 }
 

@@ -36,8 +36,9 @@ class ZapHandler {
 class EventBus {
  public:
   /// Binds `endpoint`. Throws zmq::error_t or std::runtime_error ("cannot bind ...").
-  /// With `curve`, the socket is a CURVE server.
-  EventBus(zmq::context_t& context, const std::string& endpoint, const curve::Keypair* curve = nullptr);
+  /// With `curve`, the socket is a CURVE server. At most `hwm` events wait for any one
+  /// subscriber; past that, that subscriber alone loses events.
+  EventBus(zmq::context_t& context, const std::string& endpoint, int hwm, const curve::Keypair* curve = nullptr);
   /// Two frames: the topic, then the JSON payload. Never blocks: a subscriber that cannot
   /// keep up loses messages (it sees a gap in `seq`).
   void publish(const std::string& topic, const std::string& payload);

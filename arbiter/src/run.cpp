@@ -59,12 +59,15 @@ int run(const RunOptions& options) {
   ensure_standard_fds();
   // Block the signals the loop reads from its signalfd, before any thread exists: threads
   // inherit the mask, so none of them takes a signal meant for the loop. Children get an
-  // empty mask (spawn.cpp). A write to a closed pipe or socket is an error, not a death.
+  // empty mask (spawn.cpp). A write to a closed pipe or socket is an error, not a death; so is
+  // a write past RLIMIT_FSIZE (EFBIG): our log or events file at its limit must not kill the
+  // supervisor of everything. Children get both back at their default (spawn.cpp).
   sigset_t signals;
   sigemptyset(&signals);
   for (int s : {SIGCHLD, SIGTERM, SIGINT, SIGQUIT, SIGHUP}) sigaddset(&signals, s);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
+  signal(SIGXFSZ, SIG_IGN);
 
   conf::Config config;
   try {
@@ -84,6 +87,8 @@ int run(const RunOptions& options) {
     for (const auto& d : unusable) std::cerr << to_string(d) << '\n';
     if (!unusable.empty()) return 2;
   }
+  if (geteuid() == 0)
+    for (auto& d : conf::root_warnings(config)) config.warnings.push_back(std::move(d));
   for (const auto& d : config.warnings) std::cerr << to_string(d) << '\n';
 
   std::string log_output = options.log_file.empty() ? config.arbiter.logoutput : options.log_file;

@@ -199,7 +199,7 @@ class Builder {
     static const std::vector<std::string> known = {
         "endpoint",     "pubsub_endpoint", "endpoint_owner", "pidfile", "loglevel",    "logoutput", "umask",
         "warmup_delay", "priority_order",  "plugin_dirs",    "include", "include_dir", "debug",
-        "curve_keypair", "curve_clients"};
+        "curve_keypair", "curve_clients", "pubsub_hwm"};
     auto& a = config_.arbiter;
     for (const auto& raw : s.entries) {
       RawEntry e = interpolated(raw, global_env_, values_);
@@ -231,6 +231,8 @@ class Builder {
         a.umask = values_.umask(e);
       } else if (k == "warmup_delay") {
         if (auto d = values_.duration(e)) a.warmup_delay = *d;
+      } else if (k == "pubsub_hwm") {
+        if (auto n = values_.integer(e, 1, 100000000)) a.pubsub_hwm = static_cast<int>(*n);
       } else if (k == "priority_order") {
         if (auto i = values_.choice(e, {"ascending", "descending"}))
           a.priority_order = *i == 0 ? PriorityOrder::ascending : PriorityOrder::descending;

@@ -162,6 +162,17 @@ const RawSection* RawDoc::find(std::string_view name) const {
 
 }  // namespace detail
 
+std::vector<Diagnostic> root_warnings(const Config& config) {
+  std::vector<Diagnostic> out;
+  for (const auto& w : config.watchers)
+    if (!w.uid)
+      out.push_back({Severity::warning, w.where, "uid",
+                     fmt::format("the arbiter runs as root and no uid is given: the processes of watcher {} "
+                                 "will run as root",
+                                 w.name)});
+  return out;
+}
+
 Config load(const std::string& path, const LoadOptions& options) {
   std::string text = detail::read_file(path);
   return is_toml(path) ? load_toml_text(text, path, options) : load_ini_text(text, path, options);

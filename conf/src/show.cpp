@@ -216,6 +216,7 @@ json to_json(const Config& config) {
                   {"logoutput", a.logoutput},
                   {"warmup_delay", format_duration(a.warmup_delay)},
                   {"priority_order", to_string(a.priority_order)},
+                  {"pubsub_hwm", a.pubsub_hwm},
                   {"plugin_dirs", a.plugin_dirs}};
   if (!a.endpoint_owner.empty()) arbiter["endpoint_owner"] = a.endpoint_owner;
   if (!a.curve_keypair.empty()) arbiter["curve_keypair"] = a.curve_keypair;

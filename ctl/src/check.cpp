@@ -1,3 +1,5 @@
+#include <unistd.h>
+
 #include <ostream>
 
 #include "trapeze/conf/load.hpp"
@@ -16,6 +18,8 @@ int check(const CheckOptions& options, std::ostream& out, std::ostream& err) {
     for (const auto& d : e.diagnostics()) err << to_string(d) << '\n';
     return 2;
   }
+  if (::geteuid() == 0)
+    for (auto& d : conf::root_warnings(config)) config.warnings.push_back(std::move(d));
 
   // Loading runs the plugin's constructors, as `run` will; a broken plugin fails here first.
   hooks::PluginLoader loader;

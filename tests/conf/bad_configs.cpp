@@ -117,6 +117,7 @@ TEST_CASE("bad configs: the exact first error", "[unit][conf]") {
       {"juju_no_unit.ini", "1: [juju]: unit is not set and JUJU_UNIT_NAME is not in the environment"},
       {"loglevel.ini", "2: loglevel: expected debug, info, warning, error or critical, got 'verbose'"},
       {"max_retry_range.ini", "3: max_retry: must be between -1 and 1000000, got -2"},
+      {"pubsub_hwm.ini", "2: pubsub_hwm: must be between 1 and 100000000, got 0"},
       {"missing_cmd.ini", "1: [watcher:web]: missing cmd: a watcher needs a command to run"},
       {"names_clash.ini",
        "4: [watcher:web]: the watcher name clashes with 'Web' at {dir}/names_clash.ini:1 (names are compared "

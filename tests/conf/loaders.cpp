@@ -132,6 +132,7 @@ TEST_CASE("TOML: every table of the native format", "[unit][conf]") {
   CHECK(a.plugin_dirs == std::vector<std::string>{kData + "/good/plugins", "/opt/trapeze/plugins"});
   CHECK(a.umask == std::optional<mode_t>(022));
   CHECK(a.warmup_delay == 250ms);
+  CHECK(a.pubsub_hwm == 5000);
 
   const auto& cache = watcher(c, "cache");
   CHECK(cache.stop_signal == SIGINT);
@@ -383,4 +384,16 @@ TEST_CASE("a long INI line is read whole", "[unit][conf]") {
   std::string args(5000, 'a');
   Config c = load_ini_text("[watcher:w]\ncmd = x\nargs = " + args + "\n", "t.ini", quiet_options());
   CHECK(c.watchers[0].args == args);
+}
+
+TEST_CASE("a watcher without uid under a root arbiter: a uid warning at its section", "[unit][conf]") {
+  Config c = load_ini_text("[watcher:asroot]\ncmd = /bin/true\n[watcher:dropped]\ncmd = /bin/true\nuid = nobody\n"
+                           "[watcher:numeric]\ncmd = /bin/true\nuid = 0\n",
+                           "root.ini", quiet_options());
+  auto ws = root_warnings(c);
+  REQUIRE(ws.size() == 1);
+  CHECK(to_string(ws[0]) ==
+        "root.ini:1: warning: uid: the arbiter runs as root and no uid is given: the processes of watcher "
+        "asroot will run as root");
+  CHECK(c.arbiter.pubsub_hwm == 100000);
 }

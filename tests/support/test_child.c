@@ -24,6 +24,9 @@
  *                    "HTTP/1.0 200 OK" with our pid as the body; SIGTERM ends it after the
  *                    answer in hand, so no connection it accepted is cut
  *   hangif FILE      if FILE exists, wait for signals until killed (never go on)
+ *   forkbomb MS      for MS milliseconds, fork as fast as possible, each child doing the
+ *                    same (a failed fork is retried after 1 ms); then every process of the
+ *                    bomb waits for signals until killed. All stay in our process group.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -36,6 +39,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -159,6 +163,22 @@ static void sleep_ms(long ms) {
   }
 }
 
+static long now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Bounded in time; bounded in count only by RLIMIT_NPROC, which is the point. */
+static void forkbomb(long ms) {
+  long deadline = now_ms() + ms;
+  while (now_ms() < deadline) {
+    pid_t pid = fork();
+    if (pid < 0 && (errno == EAGAIN || errno == ENOMEM)) sleep_ms(1);
+  }
+  for (;;) pause();
+}
+
 int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const char* op = argv[i];
@@ -253,6 +273,8 @@ int main(int argc, char** argv) {
       if (access(arg, F_OK) == 0)
         for (;;) pause();
       ++i;
+    } else if (strcmp(op, "forkbomb") == 0) {
+      forkbomb(atol(arg));
     } else if (strcmp(op, "raise") == 0) {
       raise(signal_number(arg));
       ++i;

@@ -207,6 +207,9 @@ struct ArbiterConfig {
   Duration warmup_delay{0};
   PriorityOrder priority_order = PriorityOrder::ascending;
   std::vector<std::string> plugin_dirs;            // searched for dotted hook names, in order
+  // Events queued for one subscriber that reads slower than they come; past it, that
+  // subscriber loses events (and sees a gap in seq). Bounds the memory one can make us hold.
+  int pubsub_hwm = 100000;
   Duration check_delay = std::chrono::seconds(5);  // circus's; kept for show, unused
 
   friend bool operator==(const ArbiterConfig&, const ArbiterConfig&) = default;

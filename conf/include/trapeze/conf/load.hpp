@@ -44,6 +44,11 @@ class ConfigError : public std::runtime_error {
 /// Throws ConfigError; never returns a config that has errors.
 Config load(const std::string& path, const LoadOptions& options);
 
+/// For an arbiter about to run as root: a warning for each watcher without `uid`, whose
+/// processes would run as root too ("file:line: warning: uid: ..."). The caller decides
+/// whether it runs as root; `trapeze check` and `trapeze run` ask geteuid().
+std::vector<Diagnostic> root_warnings(const Config& config);
+
 /// The same, from text: `name` is used in messages and to resolve relative paths.
 Config load_ini_text(const std::string& text, const std::string& name, const LoadOptions& options);
 Config load_toml_text(const std::string& text, const std::string& name, const LoadOptions& options);
