@@ -93,6 +93,8 @@ class Arbiter final : public watchers::WatcherHost {
                        std::function<void(const watchers::RolloutResult&)> waiter = {});
   void run_operation(const std::string& watcher);
   void execute(const std::string& watcher, const OperationPtr& op);
+  /// The watcher is neither starting nor stopping (or is gone): an operation may act on it.
+  bool settled_or_gone(const std::string& watcher);
   void operation_done(const std::string& watcher, watchers::RolloutResult result);
   bool operations_idle(const std::string& watcher) const;
   nlohmann::json operations_json(const std::string& watcher) const;

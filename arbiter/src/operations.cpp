@@ -21,8 +21,8 @@ const char* kind_name(int kind) {
 // rolling-ops's rule: a request equal to the last one queued adds nothing.
 bool same_request(const auto& a, const auto& b) {
   if (a.kind != b.kind || a.relative || b.relative) return false;
-  return a.plan.batch == b.plan.batch && a.plan.surge == b.plan.surge && a.plan.max_retry == b.plan.max_retry &&
-         a.count == b.count && a.start_after == b.start_after &&
+  return a.plan.batch == b.plan.batch && a.plan.surge == b.plan.surge &&
+         a.plan.max_retry == b.plan.max_retry && a.count == b.count && a.start_after == b.start_after &&
          (a.config == b.config || (a.config && b.config && *a.config == *b.config));
 }
 
@@ -57,18 +57,18 @@ void Arbiter::run_operation(const std::string& watcher) {
 }
 
 // Runs `op` on `watcher`; every path ends in operation_done.
+bool Arbiter::settled_or_gone(const std::string& watcher) {
+  auto* w = find(watcher);
+  return !w || (w->state() != WatcherState::starting && w->state() != WatcherState::stopping);
+}
+
 void Arbiter::execute(const std::string& watcher, const OperationPtr& op) {
   auto* w = find(watcher);
   if (!w) return operation_done(watcher, {false, fmt::format("watcher {} was removed", watcher), 0, 0});
   // A rollout or a reload of a watcher starting or stopping waits until it settles.
   bool changes_count = op->kind == Operation::Kind::numprocesses || op->kind == Operation::Kind::replace;
   if (!changes_count && (w->state() == WatcherState::starting || w->state() == WatcherState::stopping))
-    return when(
-        [this, watcher] {
-          auto* now = find(watcher);
-          return !now || (now->state() != WatcherState::starting && now->state() != WatcherState::stopping);
-        },
-        [this, watcher, op] { execute(watcher, op); });
+    return when([this, watcher] { return settled_or_gone(watcher); }, [this, watcher, op] { execute(watcher, op); });
   const bool active = w->state() == WatcherState::active;
   switch (op->kind) {
     case Operation::Kind::numprocesses:
@@ -77,13 +77,8 @@ void Arbiter::execute(const std::string& watcher, const OperationPtr& op) {
       return operation_done(watcher, {});
     case Operation::Kind::replace:
       replace_after_stop(watcher, std::make_unique<conf::WatcherConfig>(*op->config), op->start_after);
-      return when(
-          [this, watcher] {
-            auto* now = find(watcher);
-            return !after_stop_.count(watcher) &&
-                   (!now || (now->state() != WatcherState::starting && now->state() != WatcherState::stopping));
-          },
-          [this, watcher] { operation_done(watcher, {}); });
+      return when([this, watcher] { return !after_stop_.count(watcher) && settled_or_gone(watcher); },
+                  [this, watcher] { operation_done(watcher, {}); });
     case Operation::Kind::reconfigure:
       w->reconfigure(*op->config);
       publish(watcher, "updated", {});
@@ -102,15 +97,13 @@ void Arbiter::execute(const std::string& watcher, const OperationPtr& op) {
     // Nothing runs to be replaced: a start.
     w->start();
     return when(
-        [this, watcher] {
-          auto* now = find(watcher);
-          return !now || (now->state() != WatcherState::starting && now->state() != WatcherState::stopping);
-        },
+        [this, watcher] { return settled_or_gone(watcher); },
         [this, watcher] {
           auto* now = find(watcher);
           if (now && now->state() == WatcherState::active) return operation_done(watcher, {});
-          operation_done(watcher, {false, now && !now->failure().empty() ? now->failure() : "the watcher did not start",
-                                   0, 0});
+          operation_done(
+              watcher,
+              {false, now && !now->failure().empty() ? now->failure() : "the watcher did not start", 0, 0});
         });
   }
   w->roll(op->plan, [this, watcher](watchers::RolloutResult r) {

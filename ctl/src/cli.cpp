@@ -244,8 +244,8 @@ int main(int argc, char** argv, const RunFunction& run) {
         if (a.surge) props["surge"] = true;
         if (a.max_retry != -2) props["max_retry"] = a.max_retry;
         // A rollout takes as long as its processes take to get ready: --wait waits for it
-        // unless --timeout says otherwise.
-        if (a.wait && timeout_option->count() == 0) client.timeout = std::chrono::hours(24 * 365);
+        // while the arbiter answers, unless --timeout bounds the whole wait.
+        if (a.wait && timeout_option->count() == 0) client.wait_while_alive = true;
       } else if (name == "restart" && (a.surge || a.batch != 1 || a.max_retry != -2)) {
         std::cerr << "trapeze: --batch, --surge and --max-retry go with --rolling\n";
         return 2;

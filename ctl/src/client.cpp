@@ -126,23 +126,28 @@ void print_reply(std::ostream& out, const std::string& command, const json& prop
   } else if (command == "notify") {
     out << reply.value("event", "") << (reply.value("queued", true) ? " queued" : " already queued") << '\n';
   } else if (command == "dispatches") {
-    std::vector<std::vector<std::string>> rows = {{"ID", "EVENT", "WORKLOAD", "STATE", "ATTEMPT", "REQUESTED"}};
+    std::vector<std::vector<std::string>> rows = {
+        {"ID", "EVENT", "WORKLOAD", "STATE", "ATTEMPT", "REQUESTED"}};
     for (auto& d : reply["dispatches"])
       rows.push_back({cell(d.value("id", json(0))), d.value("event", ""), d.value("workload", ""),
-                      d.value("state", ""), fmt::format("{}/{}", d.value("attempt", 0), d.value("max_retry", 0) + 1),
+                      d.value("state", ""),
+                      fmt::format("{}/{}", d.value("attempt", 0), d.value("max_retry", 0) + 1),
                       d.value("requested_at", "")});
     print_table(out, rows);
   } else if (command == "operations") {
-    std::vector<std::vector<std::string>> rows = {{"WATCHER", "OPERATION", "STATE", "ATTEMPT", "REQUESTED", "FINISHED", "ERROR"}};
+    std::vector<std::vector<std::string>> rows = {
+        {"WATCHER", "OPERATION", "STATE", "ATTEMPT", "REQUESTED", "FINISHED", "ERROR"}};
     for (auto& [watcher, ops] : reply["operations"].items())
       for (auto& o : ops)
         rows.push_back({watcher, o.value("operation", ""), o.value("state", ""),
-                        o.contains("max_retry") ? fmt::format("{}/{}", o.value("attempt", 0), o.value("max_retry", 0) + 1)
-                                                : std::string("-"),
+                        o.contains("max_retry")
+                            ? fmt::format("{}/{}", o.value("attempt", 0), o.value("max_retry", 0) + 1)
+                            : std::string("-"),
                         o.value("requested_at", ""), o.value("finished_at", ""), o.value("error", "")});
     print_table(out, rows);
   } else if (command == "checks") {
-    std::vector<std::vector<std::string>> rows = {{"WATCHER", "CHECK", "KIND", "STATUS", "FAILURES", "LAST ERROR"}};
+    std::vector<std::vector<std::string>> rows = {
+        {"WATCHER", "CHECK", "KIND", "STATUS", "FAILURES", "LAST ERROR"}};
     for (auto& c : reply["checks"])
       rows.push_back({c.value("watcher", ""), c.value("name", ""), c.value("kind", ""), c.value("status", ""),
                       fmt::format("{}/{}", c.value("failures", 0), c.value("threshold", 0)),
@@ -162,34 +167,65 @@ std::string resolve_endpoint(const ClientOptions& options) {
   throw std::runtime_error("no arbiter given: use -c CONFIG, --endpoint ENDPOINT or $TRAPEZE_ENDPOINT");
 }
 
+namespace {
+
+/// One request on its own DEALER socket, sent at construction; wait() takes its reply.
+class Request {
+ public:
+  Request(const std::string& endpoint, const std::string& command, const json& properties)
+      : context_(1), socket_(context_, zmq::socket_type::dealer) {
+    socket_.set(zmq::sockopt::linger, 0);
+    curve::client_from_env(socket_);
+    try {
+      socket_.connect(endpoint);
+    } catch (const zmq::error_t& e) {
+      throw std::runtime_error(fmt::format("cannot connect to '{}': {}", endpoint, e.what()));
+    }
+    id_ = fmt::format("{:x}", std::random_device{}()) + fmt::format("{:x}", getpid());
+    json request = {{"id", id_}, {"command", command}, {"properties", properties}, {"msg_type", "dealer"}};
+    socket_.send(zmq::buffer(request.dump()), zmq::send_flags::none);
+  }
+
+  /// The reply, or nothing when `timeout` passes first.
+  std::optional<json> wait(std::chrono::milliseconds timeout) {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+      auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) return std::nullopt;
+      zmq::pollitem_t item{static_cast<void*>(socket_), 0, ZMQ_POLLIN, 0};
+      zmq::poll(&item, 1, left);
+      if (!(item.revents & ZMQ_POLLIN)) continue;
+      zmq::message_t frame;
+      if (!socket_.recv(frame, zmq::recv_flags::dontwait)) continue;
+      json reply = json::parse(frame.to_string_view(), nullptr, false);
+      if (reply.is_discarded() || !reply.is_object()) continue;
+      if (reply.value("id", json()) != json(id_)) continue;  // a late answer to someone else's question
+      return reply;
+    }
+  }
+
+ private:
+  zmq::context_t context_;
+  zmq::socket_t socket_;
+  std::string id_;
+};
+
+}  // namespace
+
 Answer call(const std::string& endpoint, const std::string& command, const json& properties,
             std::chrono::milliseconds timeout) {
-  zmq::context_t context(1);
-  zmq::socket_t socket(context, zmq::socket_type::dealer);
-  socket.set(zmq::sockopt::linger, 0);
-  curve::client_from_env(socket);
-  try {
-    socket.connect(endpoint);
-  } catch (const zmq::error_t& e) {
-    throw std::runtime_error(fmt::format("cannot connect to '{}': {}", endpoint, e.what()));
-  }
-  std::string id = fmt::format("{:x}", std::random_device{}()) + fmt::format("{:x}", getpid());
-  json request = {{"id", id}, {"command", command}, {"properties", properties}, {"msg_type", "dealer"}};
-  socket.send(zmq::buffer(request.dump()), zmq::send_flags::none);
-  auto deadline = std::chrono::steady_clock::now() + timeout;
+  Request request(endpoint, command, properties);
+  if (auto reply = request.wait(timeout)) return {Answer::Kind::reply, std::move(*reply)};
+  return {};
+}
+
+Answer call_while_alive(const std::string& endpoint, const std::string& command, const json& properties,
+                        std::chrono::milliseconds probe_every) {
+  Request request(endpoint, command, properties);
   for (;;) {
-    auto left =
-        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) return {};
-    zmq::pollitem_t item{static_cast<void*>(socket), 0, ZMQ_POLLIN, 0};
-    zmq::poll(&item, 1, left);
-    if (!(item.revents & ZMQ_POLLIN)) continue;
-    zmq::message_t frame;
-    if (!socket.recv(frame, zmq::recv_flags::dontwait)) continue;
-    json reply = json::parse(frame.to_string_view(), nullptr, false);
-    if (reply.is_discarded() || !reply.is_object()) continue;
-    if (reply.value("id", json()) != json(id)) continue;  // a late answer to someone else's question
-    return {Answer::Kind::reply, reply};
+    if (auto reply = request.wait(probe_every)) return {Answer::Kind::reply, std::move(*reply)};
+    if (call(endpoint, "numwatchers", json::object(), probe_every).kind == Answer::Kind::timeout) return {};
   }
 }
 
@@ -204,7 +240,8 @@ int run_command(const ClientOptions& options, const std::string& command, const 
   }
   Answer answer;
   try {
-    answer = call(endpoint, command, properties, options.timeout);
+    answer = options.wait_while_alive ? call_while_alive(endpoint, command, properties, options.timeout)
+                                      : call(endpoint, command, properties, options.timeout);
   } catch (const std::exception& e) {
     err << "trapeze: " << e.what() << '\n';
     return 3;

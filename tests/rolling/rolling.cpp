@@ -2,6 +2,7 @@
 // shared socket, a replacement that never gets ready, duplicates collapsing, --wait, and
 // reloads that replace only what changed.
 #include <atomic>
+#include <future>
 #include <map>
 #include <thread>
 
@@ -299,6 +300,32 @@ TEST_CASE("restart --rolling --wait: exit 0 when the rollout is done, 1 when it 
   auto usage = run_trapeze(dir, {"restart", "w", "--batch", "2", "-c", config});
   CHECK(usage.status == 2);
   CHECK(usage.err.find("--rolling") != std::string::npos);
+}
+
+TEST_CASE("restart --rolling --wait: exit 3 when the arbiter goes away mid-rollout, not a wait forever",
+          "[integration][rolling]") {
+  TempDir dir;
+  auto broken = dir / "broken";
+  // The replacement never gets ready and its start_timeout is far away: only the arbiter's
+  // death can end the client's wait.
+  Arbiter arbiter(dir, "w.ini",
+                  endpoints(dir) + watcher("w", fmt::format("hangif {} print listening forever", broken.string()),
+                                           "ready.start_timeout = 600"));
+  arbiter.wait_events("w.start");
+  write_file(broken, "");
+  auto started = std::chrono::steady_clock::now();
+  auto client = std::async(std::launch::async, [&] {
+    return run_trapeze(dir, {"restart", "w", "--rolling", "--wait", "-c", arbiter.config().string()});
+  });
+  arbiter.wait_events("w.rollout_start");
+  CHECK(arbiter.stop(SIGKILL) == 128 + SIGKILL);
+  // The reply's wait (5 s) and the probe's (5 s), with room for a loaded machine.
+  REQUIRE(client.wait_for(60s) == std::future_status::ready);
+  auto r = client.get();
+  INFO(r.out << r.err);
+  CHECK(r.status == 3);
+  CHECK(r.err.find("no answer from") != std::string::npos);
+  CHECK(std::chrono::steady_clock::now() - started >= 10s);
 }
 
 TEST_CASE("reloadconfig rolls a watcher whose command changed and leaves the others alone",

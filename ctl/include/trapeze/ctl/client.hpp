@@ -20,6 +20,9 @@ struct ClientOptions {
   std::string endpoint;
   std::chrono::milliseconds timeout = std::chrono::seconds(5);
   bool json = false;
+  /// Wait for the reply however long it takes (a rollout with --wait), as long as the
+  /// arbiter answers a probe within `timeout` each time `timeout` passes without the reply.
+  bool wait_while_alive = false;
 };
 
 /// The control endpoint for `options`. Throws std::runtime_error with a message for the user
@@ -35,6 +38,12 @@ struct Answer {
 /// Throws std::runtime_error when the endpoint cannot be used.
 Answer call(const std::string& endpoint, const std::string& command, const nlohmann::json& properties,
             std::chrono::milliseconds timeout);
+
+/// Sends `command` and waits for its reply while the arbiter lives: each `probe_every` without
+/// the reply, a second connection asks the arbiter something quick; no answer to that in
+/// `probe_every` ends the wait (Kind::timeout). For replies that come when work is done.
+Answer call_while_alive(const std::string& endpoint, const std::string& command, const nlohmann::json& properties,
+                        std::chrono::milliseconds probe_every);
 
 /// Runs one control command and prints its result on `out` (a table or text, or the raw
 /// reply with options.json) and errors on `err`. Returns the exit code: 0 ok, 1 an error
