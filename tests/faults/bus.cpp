@@ -105,9 +105,15 @@ TEST_CASE("faults: a subscriber that never reads: the arbiter's memory stays bou
   INFO("arbiter RSS " << rss_before << " KiB before the flood, at most " << rss_most << " KiB during it; "
                       << ms.size() << " status round trips, max " << ms.back() << " ms");
   // The stuck subscriber's queue holds at most pubsub_hwm events of a few hundred bytes:
-  // 2000 x ~300 B is under 1 MiB. 16 MiB of slack covers the allocator and the loop's own
-  // churn; a queue that grew with the flood (30000 events) would not fit in it twice over.
-  CHECK(rss_most - rss_before < 16 * 1024);
+  // 2000 x ~300 B is under 1 MiB (measured: +0.6 MiB). A queue that grows with the flood
+  // (30000 events; pubsub_hwm = 100000000) measured +12 MiB, three times the limit.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  // A sanitizer's allocator (redzones, quarantine, shadow memory) would be measured instead:
+  // under ASan +8 MiB bounded against +22 MiB unbounded. The plain build checks the bound.
+  WARN("not checked under a sanitizer: arbiter RSS +" << rss_most - rss_before << " KiB");
+#else
+  CHECK(rss_most - rss_before < 4 * 1024);
+#endif
 
   // The reader saw every event, in order, without a gap: PUB drops per subscriber.
   bool contiguous = true;

@@ -179,6 +179,11 @@ class Arbiter {
     write_file(config_, config_text);
     events_ = dir_ / "events.jsonl";
     log_ = dir_ / "arbiter.log";
+    // An arbiter restarted in the same directory appends to the same events file: what was
+    // there before is another arbiter's.
+    std::error_code ec;
+    own_events_from_ = fs::file_size(events_, ec);
+    if (ec) own_events_from_ = 0;
     std::vector<std::string> args = {TRAPEZE_BINARY,
                                      "run",
                                      config_.string(),
@@ -283,18 +288,24 @@ class Arbiter {
 
   std::optional<int> exit_code() const { return exit_code_; }
 
-  /// Pids of spawn events not yet followed by their reap.
+  /// Pids of this arbiter's spawn events not yet followed by their reap.
   std::set<pid_t> live_pids() const {
     std::set<pid_t> pids;
-    for (auto& e : events()) {
-      if (e.topic.ends_with(".spawn")) pids.insert(e.data["process_pid"].get<pid_t>());
-      if (e.topic.ends_with(".reap")) pids.erase(e.data["process_pid"].get<pid_t>());
+    std::string all = read_file(events_);
+    std::istringstream in(all.substr(std::min<std::size_t>(own_events_from_, all.size())));
+    for (std::string line; std::getline(in, line);) {
+      auto e = Json::parse(line, nullptr, false);
+      if (e.is_discarded() || !e.contains("topic")) continue;  // a line being written
+      std::string topic = e["topic"];
+      if (topic.ends_with(".spawn")) pids.insert(e["data"]["process_pid"].get<pid_t>());
+      if (topic.ends_with(".reap")) pids.erase(e["data"]["process_pid"].get<pid_t>());
     }
     return pids;
   }
 
  private:
   fs::path dir_, config_, events_, log_;
+  std::uintmax_t own_events_from_ = 0;
   pid_t pid_ = -1;
   std::optional<int> exit_code_;
 };
