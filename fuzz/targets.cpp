@@ -48,28 +48,6 @@ bool is_utf8(std::string_view text) {
   }
 }
 
-/// A TOML watcher's env values expand $NAME when loaded, and there is no escape for a '$': a
-/// value that kept a literal $NAME (an [env] section's, which circus does not expand) cannot be
-/// written as TOML. Known gap of `trapeze check`'s rendering (docs/reliability.md): such envs
-/// are left out of the comparison, everything else must match.
-void forget_unwritable_env(json& model, json& model_again) {
-  auto literal_var = [](const std::string& v) {
-    for (std::size_t i = 0; i + 1 < v.size(); ++i)
-      if (v[i] == '$' && v[i + 1] >= 'A' && v[i + 1] <= 'Z') return true;
-    return false;
-  };
-  if (!model.contains("watchers") || !model["watchers"].is_object()) return;
-  for (auto& [name, w] : model["watchers"].items()) {
-    if (!w.contains("env") || !w["env"].is_object()) continue;
-    for (auto& [key, value] : w["env"].items())
-      if (value.is_string() && literal_var(value.get<std::string>())) {
-        w["env"] = "(has a literal $NAME)";
-        if (model_again["watchers"].contains(name)) model_again["watchers"][name]["env"] = w["env"];
-        break;
-      }
-  }
-}
-
 void config(std::string_view input, bool is_toml) {
   static const conf::LoadOptions options = load_options();
   conf::Config loaded;
@@ -92,7 +70,6 @@ void config(std::string_view input, bool is_toml) {
     broken(fmt::format("the normalized TOML does not load back: {}\n--- normalized:\n{}", e.what(), text));
   }
   json model_again = json::parse(conf::to_json(again).dump(-1, ' ', false, json::error_handler_t::replace));
-  forget_unwritable_env(model, model_again);
   if (model_again != model)
     broken(fmt::format("the normalized TOML loads to another model:\n{}\n--- then:\n{}", model.dump(1),
                        model_again.dump(1)));

@@ -185,7 +185,7 @@ class Builder {
 
   std::string expand(const std::string& value, const RawEntry& e) {
     std::vector<std::string> unset;
-    std::string out = expand_env_value(trim(value), options_.environ, &unset);
+    std::string out = expand_env_value(trim(value), options_.environ, &unset, doc_.format == Format::toml);
     for (const auto& name : unset)
       values_.warning(
           e.where, e.key,

@@ -82,9 +82,14 @@ std::vector<VarRef> find_vars(std::string_view value) {
 }
 
 std::string expand_env_value(std::string_view value, const std::map<std::string, std::string>& env,
-                             std::vector<std::string>* unset) {
+                             std::vector<std::string>* unset, bool dollar_escape) {
   std::string out;
   for (std::size_t pos = 0; pos < value.size();) {
+    if (dollar_escape && value.substr(pos, 2) == "$$") {
+      out += '$';
+      pos += 2;
+      continue;
+    }
     if (value[pos] == '$' && pos + 1 < value.size() && value[pos + 1] >= 'A' && value[pos + 1] <= 'Z') {
       std::size_t end = pos + 1;
       while (end < value.size() && ((value[end] >= 'A' && value[end] <= 'Z') ||

@@ -25,8 +25,9 @@ struct VarRef {
 std::vector<VarRef> find_vars(std::string_view value);
 
 /// circus's env values: $NAME (upper-case letters, digits, '_', starting with a letter) is
-/// replaced from `env`. Names not set are appended to `unset` and replaced by nothing.
+/// replaced from `env`. Names not set are appended to `unset` and replaced by nothing. With
+/// `dollar_escape` (TOML, which has no other way to keep a literal $NAME), "$$" is one '$'.
 std::string expand_env_value(std::string_view value, const std::map<std::string, std::string>& env,
-                             std::vector<std::string>* unset);
+                             std::vector<std::string>* unset, bool dollar_escape = false);
 
 }  // namespace trapeze::conf::detail

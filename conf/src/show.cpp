@@ -265,8 +265,17 @@ json to_json(const Config& config) {
 }
 
 std::string to_toml(const Config& config) {
+  json j = to_json(config);
+  // A watcher's env values are final here (an INI [env] section's may keep a literal $NAME);
+  // TOML expands $NAME when loading, and reads "$$" as one '$'.
+  for (auto& [name, w] : j["watchers"].items())
+    for (auto& [key, value] : w["env"].items()) {
+      std::string text = value.get<std::string>(), escaped;
+      for (char ch : text) escaped += ch == '$' ? std::string("$$") : std::string(1, ch);
+      value = escaped;
+    }
   std::ostringstream out;
-  out << toml::toml_formatter(to_table(to_json(config)),
+  out << toml::toml_formatter(to_table(j),
                               toml::toml_formatter::default_flags & ~toml::format_flags::indentation);
   out << '\n';
   return out.str();

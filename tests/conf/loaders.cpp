@@ -329,6 +329,25 @@ TEST_CASE("the normalized TOML loads back to the same config", "[unit][conf]") {
   CHECK(to_toml(load_data("good/env.ini")).find("isolate =") == std::string::npos);
 }
 
+TEST_CASE("a literal $NAME in an env value: kept from INI's [env], $$ in TOML, through the normalized TOML",
+          "[unit][conf]") {
+  // circus keeps [env] values as written; a watcher's own env values expand $NAME.
+  Config ini = load_ini_text("[env]\nPRICE = $HOME and $$HOME\n[watcher:w]\ncmd = x\nenv.OWN = $HOME\n", "t.ini",
+                             quiet_options());
+  CHECK(watcher(ini, "w").env ==
+        std::map<std::string, std::string>{{"OWN", "/home/tester"}, {"PRICE", "$HOME and $$HOME"}});
+  std::string text = to_toml(ini);
+  INFO(text);
+  CHECK(text.find("PRICE = '$$HOME and $$$$HOME'") != std::string::npos);
+  Config again = load_toml_text(text, "n.toml", quiet_options());
+  CHECK(watcher(again, "w").env == watcher(ini, "w").env);
+
+  // In TOML, $$ is one '$' and is not the start of a name.
+  Config toml = load_toml_text("[watchers.w]\ncmd = \"x\"\nenv.A = \"$$HOME $HOME $$$HOME 5$$\"\n", "t.toml",
+                               quiet_options());
+  CHECK(watcher(toml, "w").env.at("A") == "$HOME /home/tester $/home/tester 5$");
+}
+
 TEST_CASE("durations and signals in every accepted spelling", "[unit][conf]") {
   struct Row {
     std::string value;
