@@ -380,7 +380,13 @@ watchers::Watcher* Arbiter::cmd_add(const ctl::Request& req, ControlServer::Repl
     return nullptr;
   };
   if (find(name)) return fail(ErrorCode::command_error, fmt::format("watcher {} already exists", name));
-  // The options go through the INI loader, so they are checked exactly as in a config file.
+  // The options go through the INI loader, so they are checked exactly as in a config file; a
+  // line break would let one value write other options (cmd "x\nuid = 0").
+  for (const char* key : {"name", "cmd", "args"}) {
+    if (!req.properties.contains(key)) continue;
+    if (req.properties[key].get<std::string>().find_first_of("\r\n") != std::string::npos)
+      return fail(ErrorCode::message_error, fmt::format("{}: line breaks are not allowed", key));
+  }
   std::string text = fmt::format("[watcher:{}]\ncmd = {}\n", name, req.properties["cmd"].get<std::string>());
   if (req.properties.contains("args")) text += "args = " + req.properties["args"].get<std::string>() + "\n";
   const json options = req.properties.value("options", json::object());
@@ -390,7 +396,7 @@ watchers::Watcher* Arbiter::cmd_add(const ctl::Request& req, ControlServer::Repl
       return fail(ErrorCode::message_error,
                   fmt::format("option {}: expected a string, number or boolean", key));
     std::string s = v.get<std::string>();
-    if (key.find_first_of("\n=:[]") != std::string::npos || s.find('\n') != std::string::npos)
+    if (key.find_first_of("\r\n=:[]") != std::string::npos || s.find_first_of("\r\n") != std::string::npos)
       return fail(ErrorCode::message_error, fmt::format("option {}: line breaks are not allowed", key));
     text += key + " = " + s + "\n";
   }

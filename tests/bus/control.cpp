@@ -134,6 +134,16 @@ TEST_CASE("control: start, stop, restart, incr, decr, signal, kill, add, set, rm
   r = c.call("add", {{"name", "bad"}, {"cmd", child()}, {"options", {{"graceful_timeout", "soon"}}}});
   CHECK(r["status"] == "error");
   CHECK(r["reason"].get<std::string>().find("graceful_timeout: expected a duration") == 0);
+  // No value can write another option, or another section, into the INI text it becomes.
+  r = c.call("add", {{"name", "sneaky"}, {"cmd", child() + "\nuid = 0"}});
+  CHECK(r["reason"] == "cmd: line breaks are not allowed");
+  r = c.call("add", {{"name", "sneaky"}, {"cmd", child()}, {"args", "forever\r\n[watcher:other]\ncmd = x"}});
+  CHECK(r["reason"] == "args: line breaks are not allowed");
+  r = c.call("add", {{"name", "sneaky]\ncmd = x\n[watcher:two"}, {"cmd", child()}});
+  CHECK(r["reason"] == "name: line breaks are not allowed");
+  r = c.call("add", {{"name", "sneaky"}, {"cmd", child()}, {"options", {{"args", "a\rb"}}}});
+  CHECK(r["reason"] == "option args: line breaks are not allowed");
+  CHECK(c.call("status", {{"name", "sneaky"}})["status"] == "error");
 
   check_ok(c.call("set", {{"name", "extra"}, {"options", {{"numprocesses", 1}}}}));
   REQUIRE(wait_until([&] { return c.call("list", {{"name", "extra"}})["pids"].size() == 1; }));
