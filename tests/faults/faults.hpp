@@ -29,18 +29,8 @@ class Subreaper {
       pid_t pid = ::waitpid(-1, &status, WNOHANG);
       if (pid > 0) continue;
       if (pid < 0 || std::chrono::steady_clock::now() > deadline) break;  // ECHILD: none left
-      for (const auto& e : fs::directory_iterator("/proc")) {
-        std::string name = e.path().filename();
-        if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-        std::string stat = read_file(e.path() / "stat");
-        auto close = stat.rfind(')');
-        if (close == std::string::npos) continue;
-        std::istringstream rest(stat.substr(close + 2));
-        char state;
-        pid_t ppid;
-        rest >> state >> ppid;
-        if (ppid == ::getpid()) ::kill(static_cast<pid_t>(std::stol(name)), SIGKILL);
-      }
+      for (auto& p : processes())
+        if (p.ppid == ::getpid()) ::kill(p.pid, SIGKILL);
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
     ::prctl(PR_SET_CHILD_SUBREAPER, 0);
@@ -48,30 +38,6 @@ class Subreaper {
   Subreaper(const Subreaper&) = delete;
   Subreaper& operator=(const Subreaper&) = delete;
 };
-
-struct ProcInfo {
-  pid_t pid = 0, ppid = 0, pgid = 0;
-  char state = '?';
-};
-
-/// Every process in /proc now (those that vanish while read are left out).
-inline std::vector<ProcInfo> processes() {
-  std::vector<ProcInfo> out;
-  std::error_code ec;
-  for (auto it = fs::directory_iterator("/proc", ec); !ec && it != fs::directory_iterator(); it.increment(ec)) {
-    std::string name = it->path().filename();
-    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::string stat = read_file(it->path() / "stat");
-    auto close = stat.rfind(')');
-    if (close == std::string::npos || close + 2 >= stat.size()) continue;
-    ProcInfo p;
-    p.pid = static_cast<pid_t>(std::stol(name));
-    std::istringstream rest(stat.substr(close + 2));
-    rest >> p.state >> p.ppid >> p.pgid;
-    out.push_back(p);
-  }
-  return out;
-}
 
 /// The processes of group `pgid`, zombies included.
 inline std::vector<pid_t> group_members(pid_t pgid) {

@@ -2,11 +2,14 @@
 // the test thread, which waits for a condition with a deadline.
 #pragma once
 
+#include <catch2/catch.hpp>
+
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <vector>
 
 #include "trapeze/hooks/runner.hpp"
@@ -47,5 +50,13 @@ class Inbox {
   std::condition_variable cv_;
   std::vector<std::function<void()>> posted_;
 };
+
+/// Runs one request on `runner` and waits for its result (the test fails after 30 s).
+inline hooks::HookResult run_one(hooks::HookRunner& runner, Inbox& inbox, hooks::HookRequest req) {
+  std::optional<hooks::HookResult> got;
+  runner.run(std::move(req), [&](hooks::HookResult r) { got = std::move(r); });
+  REQUIRE(inbox.wait_until([&] { return got.has_value(); }, std::chrono::seconds(30)));
+  return *got;
+}
 
 }  // namespace trapeze::testing

@@ -28,6 +28,7 @@ using trapeze::hooks::HookRequest;
 using trapeze::hooks::HookResult;
 using trapeze::hooks::HookRunner;
 using trapeze::testing::Inbox;
+using trapeze::testing::run_one;
 
 namespace {
 
@@ -42,13 +43,6 @@ HookRequest isolated(const char* library, const char* symbol, trapeze::hooks::Op
   r.hook_options = std::move(options);
   r.timeout = timeout;
   return r;
-}
-
-HookResult run_one(HookRunner& runner, Inbox& inbox, HookRequest req) {
-  std::optional<HookResult> got;
-  runner.run(std::move(req), [&](HookResult r) { got = std::move(r); });
-  REQUIRE(inbox.wait_until([&] { return got.has_value(); }, 30s));
-  return *got;
 }
 
 // Our children as /proc shows them: pid and state letter.

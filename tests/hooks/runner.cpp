@@ -24,6 +24,7 @@ using trapeze::hooks::PluginLoader;
 namespace {
 
 using trapeze::testing::Inbox;
+using trapeze::testing::run_one;
 
 PluginLoader& loader() {
   static PluginLoader l;
@@ -39,14 +40,6 @@ HookRequest request(const char* library, const char* symbol, trapeze::hooks::Opt
   r.hook_options = std::move(options);
   r.timeout = timeout;
   return r;
-}
-
-// Runs one request and waits for its result.
-HookResult run_one(HookRunner& runner, Inbox& inbox, HookRequest req) {
-  std::optional<HookResult> got;
-  runner.run(std::move(req), [&](HookResult r) { got = std::move(r); });
-  REQUIRE(inbox.wait_until([&] { return got.has_value(); }));
-  return *got;
 }
 
 }  // namespace

@@ -123,21 +123,35 @@ inline bool alive(pid_t pid) {
   return close != std::string::npos && close + 2 < stat.size() && stat[close + 2] != 'Z';
 }
 
+struct ProcInfo {
+  pid_t pid = 0, ppid = 0, pgid = 0;
+  char state = '?';
+};
+
+/// Every process in /proc now (those that vanish while read are left out).
+inline std::vector<ProcInfo> processes() {
+  std::vector<ProcInfo> out;
+  std::error_code ec;
+  for (auto it = fs::directory_iterator("/proc", ec); !ec && it != fs::directory_iterator(); it.increment(ec)) {
+    std::string name = it->path().filename();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::string stat = read_file(it->path() / "stat");
+    auto close = stat.rfind(')');
+    if (close == std::string::npos || close + 2 >= stat.size()) continue;
+    ProcInfo p;
+    p.pid = static_cast<pid_t>(std::stol(name));
+    std::istringstream rest(stat.substr(close + 2));
+    rest >> p.state >> p.ppid >> p.pgid;
+    out.push_back(p);
+  }
+  return out;
+}
+
 /// The zombie children of `parent`.
 inline std::vector<pid_t> zombie_children(pid_t parent) {
   std::vector<pid_t> out;
-  for (const auto& e : fs::directory_iterator("/proc")) {
-    std::string name = e.path().filename();
-    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::string stat = read_file(e.path() / "stat");
-    auto close = stat.rfind(')');
-    if (close == std::string::npos) continue;
-    std::istringstream rest(stat.substr(close + 2));
-    char state;
-    pid_t ppid;
-    rest >> state >> ppid;
-    if (ppid == parent && state == 'Z') out.push_back(static_cast<pid_t>(std::stol(name)));
-  }
+  for (auto& p : processes())
+    if (p.ppid == parent && p.state == 'Z') out.push_back(p.pid);
   return out;
 }
 

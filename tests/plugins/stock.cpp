@@ -127,6 +127,7 @@ class DirectCall {
 };
 
 using trapeze::testing::Inbox;
+using trapeze::testing::run_one;
 
 HookRequest request(const char* symbol, Options options, std::chrono::milliseconds timeout = 20s) {
   HookRequest r;
@@ -136,13 +137,6 @@ HookRequest request(const char* symbol, Options options, std::chrono::millisecon
   r.hook_options = std::move(options);
   r.timeout = timeout;
   return r;
-}
-
-HookResult run_one(HookRunner& runner, Inbox& inbox, HookRequest req) {
-  std::optional<HookResult> got;
-  runner.run(std::move(req), [&](HookResult r) { got = std::move(r); });
-  REQUIRE(inbox.wait_until([&] { return got.has_value(); }, 30s));
-  return *got;
 }
 
 // Polls `pred` until it holds or `timeout` passes.

@@ -13,13 +13,17 @@ using namespace trapeze::testing;
 
 namespace {
 
-std::string ctl_endpoint(const TempDir& dir) { return fmt::format("ipc://{}/control", dir.path().string()); }
+std::string ctl_endpoint(const TempDir& dir) {
+  return fmt::format("ipc://{}/control", dir.path().string());
+}
 
-std::string web_socket(int port) { return fmt::format("[socket:web]\nhost = 127.0.0.1\nport = {}\n\n", port); }
+std::string web_socket(int port) {
+  return fmt::format("[socket:web]\nhost = 127.0.0.1\nport = {}\n\n", port);
+}
 
 std::string watcher(const std::string& name, const std::string& args, const std::string& extra) {
-  return fmt::format("[watcher:{}]\ncmd = {}\nargs = {}\nready.log = listening\ngraceful_timeout = 10\n{}\n", name,
-                     child(), args, extra);
+  return fmt::format("[watcher:{}]\ncmd = {}\nargs = {}\nready.log = listening\ngraceful_timeout = 10\n{}\n",
+                     name, child(), args, extra);
 }
 
 std::set<pid_t> listed(Client& c, const std::string& name) {
@@ -36,6 +40,13 @@ Json rolling(Client& c, const std::string& name, Json extra = Json::object(), bo
   auto reply = c.raw(Json({{"id", "roll"}, {"command", "restart"}, {"properties", props}}).dump(), 120s);
   REQUIRE(reply);
   return *reply;
+}
+
+// A config whose watcher w serves until `broken` exists; from then on, each new process
+// hangs before it gets ready (so a rollout's replacement never does).
+std::string hangs_once_told(const TempDir& dir, const fs::path& broken, const std::string& extra) {
+  return endpoints(dir) +
+         watcher("w", fmt::format("hangif {} print listening forever", broken.string()), extra);
 }
 
 // The index in `events` of the first one matching.
@@ -57,7 +68,8 @@ std::size_t fewest_ready_during_rollout(const std::vector<Event>& events, const 
     if (e.topic == "watcher." + name + ".reap") ready.erase(e.data["process_pid"].get<pid_t>());
     if (e.topic == "watcher." + name + ".rollout_start") rolling_now = true;
     if (rolling_now) fewest = std::min(fewest, ready.size());
-    if (e.topic == "watcher." + name + ".rollout_done" || e.topic == "watcher." + name + ".rollout_failed") break;
+    if (e.topic == "watcher." + name + ".rollout_done" || e.topic == "watcher." + name + ".rollout_failed")
+      break;
   }
   return fewest;
 }
@@ -156,13 +168,16 @@ TEST_CASE("rolling restart without sockets: one slot at a time, each replacement
       return e.topic == "watcher.w.reap" && e.data["process_pid"] == old[slot];
     });
     auto respawned = index_of(events, [&](const Event& e) {
-      return e.topic == "watcher.w.spawn" && e.data["process_id"] == slot && e.data["process_pid"] != old[slot];
+      return e.topic == "watcher.w.spawn" && e.data["process_id"] == slot &&
+             e.data["process_pid"] != old[slot];
     });
     REQUIRE(reaped >= 0);
     REQUIRE(respawned > reaped);  // stop first: the old one goes, then its replacement comes
     CHECK(events[static_cast<std::size_t>(reaped)].data["expected"] == true);
     auto ready = index_of(events, [&](const Event& e) {
-      return e.topic == "watcher.w.ready" && e.data.value("process_pid", 0) == events[static_cast<std::size_t>(respawned)].data["process_pid"];
+      return e.topic == "watcher.w.ready" &&
+             e.data.value("process_pid", 0) ==
+                 events[static_cast<std::size_t>(respawned)].data["process_pid"];
     });
     REQUIRE(ready > respawned);
     if (slot < 3) {
@@ -180,9 +195,7 @@ TEST_CASE("a replacement that never gets ready stops the rollout after max_retry
           "[integration][rolling]") {
   TempDir dir;
   auto broken = dir / "broken";
-  Arbiter arbiter(dir, "w.ini",
-                  endpoints(dir) + watcher("w", fmt::format("hangif {} print listening forever", broken.string()),
-                                           "numprocesses = 4\nready.start_timeout = 1"));
+  Arbiter arbiter(dir, "w.ini", hangs_once_told(dir, broken, "numprocesses = 4\nready.start_timeout = 1"));
   arbiter.wait_events("w.start");
   Client c(ctl_endpoint(dir));
   auto old = slots_of(arbiter.events(), "w");
@@ -233,7 +246,8 @@ TEST_CASE("operations: equal requests collapse into the one queued; others queue
   TempDir dir;
   // Each process takes a while to get ready, so the first rollout is still running when the
   // others arrive.
-  Arbiter arbiter(dir, "w.ini", endpoints(dir) + watcher("w", "sleep 400 print listening forever", "numprocesses = 2"));
+  Arbiter arbiter(dir, "w.ini",
+                  endpoints(dir) + watcher("w", "sleep 400 print listening forever", "numprocesses = 2"));
   arbiter.wait_events("w.start");
   Client c(ctl_endpoint(dir));
   for (int i = 0; i < 3; ++i) CHECK(rolling(c, "w", Json::object(), false)["status"] == "ok");
@@ -254,7 +268,8 @@ TEST_CASE("operations: equal requests collapse into the one queued; others queue
   for (auto& op : ops) {
     CHECK(op["state"] == "done");
     CHECK(op["operation"] == "rolling_restart");
-    for (auto key : {"requested_at", "started_at", "finished_at"}) CHECK(op[key].get<std::string>().ends_with("Z"));
+    for (auto key : {"requested_at", "started_at", "finished_at"})
+      CHECK(op[key].get<std::string>().ends_with("Z"));
     CHECK(op["started_at"] <= op["finished_at"]);
   }
   CHECK(arbiter.events("w.rollout_start").size() == 3);
@@ -263,7 +278,8 @@ TEST_CASE("operations: equal requests collapse into the one queued; others queue
 
 TEST_CASE("incr during a rollout waits its turn in the operation queue", "[integration][rolling]") {
   TempDir dir;
-  Arbiter arbiter(dir, "w.ini", endpoints(dir) + watcher("w", "sleep 300 print listening forever", "numprocesses = 2"));
+  Arbiter arbiter(dir, "w.ini",
+                  endpoints(dir) + watcher("w", "sleep 300 print listening forever", "numprocesses = 2"));
   arbiter.wait_events("w.start");
   Client c(ctl_endpoint(dir));
   CHECK(rolling(c, "w", Json::object(), false)["status"] == "ok");
@@ -271,18 +287,18 @@ TEST_CASE("incr during a rollout waits its turn in the operation queue", "[integ
   CHECK(reply["numprocesses"] == 3);
   auto events = arbiter.events();
   auto done = index_of(events, [](const Event& e) { return e.topic == "watcher.w.rollout_done"; });
-  auto third = index_of(events, [](const Event& e) { return e.topic == "watcher.w.spawn" && e.data["process_id"] == 3; });
+  auto third = index_of(
+      events, [](const Event& e) { return e.topic == "watcher.w.spawn" && e.data["process_id"] == 3; });
   INFO(arbiter.log());
   REQUIRE(done >= 0);
   CHECK(third > done);
 }
 
-TEST_CASE("restart --rolling --wait: exit 0 when the rollout is done, 1 when it failed", "[integration][rolling]") {
+TEST_CASE("restart --rolling --wait: exit 0 when the rollout is done, 1 when it failed",
+          "[integration][rolling]") {
   TempDir dir;
   auto broken = dir / "broken";
-  Arbiter arbiter(dir, "w.ini",
-                  endpoints(dir) + watcher("w", fmt::format("hangif {} print listening forever", broken.string()),
-                                           "numprocesses = 2\nready.start_timeout = 1"));
+  Arbiter arbiter(dir, "w.ini", hangs_once_told(dir, broken, "numprocesses = 2\nready.start_timeout = 1"));
   arbiter.wait_events("w.start");
   std::string config = arbiter.config().string();
 
@@ -292,7 +308,8 @@ TEST_CASE("restart --rolling --wait: exit 0 when the rollout is done, 1 when it 
   CHECK(arbiter.events("w.rollout_done").size() == 1);
 
   write_file(broken, "");
-  auto bad = run_trapeze(dir, {"restart", "w", "--rolling", "--batch", "2", "--max-retry", "0", "--wait", "-c", config});
+  auto bad = run_trapeze(
+      dir, {"restart", "w", "--rolling", "--batch", "2", "--max-retry", "0", "--wait", "-c", config});
   INFO(bad.out << bad.err);
   CHECK(bad.status == 1);
   CHECK(bad.err.find("not ready after 1s") != std::string::npos);
@@ -308,9 +325,7 @@ TEST_CASE("restart --rolling --wait: exit 3 when the arbiter goes away mid-rollo
   auto broken = dir / "broken";
   // The replacement never gets ready and its start_timeout is far away: only the arbiter's
   // death can end the client's wait.
-  Arbiter arbiter(dir, "w.ini",
-                  endpoints(dir) + watcher("w", fmt::format("hangif {} print listening forever", broken.string()),
-                                           "ready.start_timeout = 600"));
+  Arbiter arbiter(dir, "w.ini", hangs_once_told(dir, broken, "ready.start_timeout = 600"));
   arbiter.wait_events("w.start");
   write_file(broken, "");
   auto started = std::chrono::steady_clock::now();
@@ -339,7 +354,8 @@ TEST_CASE("reloadconfig rolls a watcher whose command changed and leaves the oth
   Client c(ctl_endpoint(dir));
   auto a_before = listed(c, "a"), b_before = listed(c, "b");
 
-  write_file(arbiter.config(), endpoints(dir) + watcher("a", "print listening print again forever", "numprocesses = 2") + b);
+  write_file(arbiter.config(),
+             endpoints(dir) + watcher("a", "print listening print again forever", "numprocesses = 2") + b);
   auto reply = c.call("reloadconfig", {{"waiting", true}});
   CHECK(reply["status"] == "ok");
   INFO(arbiter.log());
@@ -353,7 +369,8 @@ TEST_CASE("reloadconfig rolls a watcher whose command changed and leaves the oth
   }));
   for (pid_t pid : a_after) CHECK_FALSE(a_before.count(pid));
   CHECK(fewest_ready_during_rollout(arbiter.events(), "a") >= 1);
-  CHECK(c.call("get", {{"name", "a"}, {"keys", {"args"}}})["options"]["args"] == "print listening print again forever");
+  CHECK(c.call("get", {{"name", "a"}, {"keys", {"args"}}})["options"]["args"] ==
+        "print listening print again forever");
   CHECK(arbiter.events("a.stop").empty());  // replaced process by process, never stopped
 }
 
