@@ -1,5 +1,6 @@
 #include "trapeze/conf/show.hpp"
 
+#include <algorithm>
 #include <sstream>
 
 #include <fmt/format.h>
@@ -196,6 +197,61 @@ toml::table to_table(const json& j) {
   return t;
 }
 
+/// A key as TOML writes it: bare when it may be, else a basic string. toml++ 3.3 writes a key
+/// holding a single quote (and otherwise bare characters) bare, which TOML, and toml++'s own
+/// parser, refuse: a watcher named b'eta made `trapeze check`'s TOML unreadable.
+std::string toml_key(std::string_view key) {
+  auto bare = [](char c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
+  };
+  if (!key.empty() && std::all_of(key.begin(), key.end(), bare)) return std::string(key);
+  std::string out = "\"";
+  for (char c : key) {
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f)
+          out += fmt::format("\\u{:04X}", static_cast<unsigned char>(c));
+        else
+          out += c;
+    }
+  }
+  return out + "\"";
+}
+
+/// Writes `t` as toml++ lays it out (values, then each subtable under its [dotted.header]),
+/// with the keys written by toml_key and the values by toml++.
+void write_table(std::ostringstream& out, const toml::table& t, const std::string& path) {
+  constexpr auto flags = toml::toml_formatter::default_flags & ~toml::format_flags::indentation;
+  for (const auto& [key, node] : t) {
+    if (node.is_table()) continue;
+    out << toml_key(key.str()) << " = " << toml::toml_formatter(node, flags) << '\n';
+  }
+  for (const auto& [key, node] : t) {
+    if (!node.is_table()) continue;
+    std::string sub = (path.empty() ? "" : path + ".") + toml_key(key.str());
+    const toml::table& inner = *node.as_table();
+    bool shown = inner.empty() || std::any_of(inner.begin(), inner.end(),
+                                              [](const auto& kv) { return !kv.second.is_table(); });
+    if (shown) out << (out.tellp() > 0 ? "\n[" : "[") << sub << "]\n";
+    write_table(out, inner, sub);
+  }
+}
+
 }  // namespace
 
 std::string format_duration(Duration d) {
@@ -205,7 +261,9 @@ std::string signal_name(int signum) {
   return detail::signal_name(signum);
 }
 
-json to_json(const WatcherConfig& watcher) { return watcher_json(watcher); }
+json to_json(const WatcherConfig& watcher) {
+  return watcher_json(watcher);
+}
 
 json to_json(const Config& config) {
   json j;
@@ -275,9 +333,7 @@ std::string to_toml(const Config& config) {
       value = escaped;
     }
   std::ostringstream out;
-  out << toml::toml_formatter(to_table(j),
-                              toml::toml_formatter::default_flags & ~toml::format_flags::indentation);
-  out << '\n';
+  write_table(out, to_table(j), "");
   return out.str();
 }
 

@@ -323,6 +323,16 @@ TEST_CASE("the normalized TOML loads back to the same config", "[unit][conf]") {
     CHECK(to_json(comparable(again)).dump(1) == to_json(comparable(original)).dump(1));  // readable
     CHECK(comparable(again) == comparable(original));                                    // and every field
   }
+  // Keys TOML must quote, one of which toml++ 3.3 would write bare (a single quote): found by
+  // fuzz_ini (fuzz/regressions/ini/watcher-name-with-a-single-quote.ini).
+  Config quoted = load_ini_text("[watcher:b'eta]\ncmd = x\nenv.K'1 = v\n[watcher:q\"uote]\ncmd = y\n"
+                                "[watcher:dot.ted]\ncmd = z\n",
+                                "q.ini", quiet_options());
+  std::string quoted_text = to_toml(quoted);
+  INFO(quoted_text);
+  CHECK(quoted_text.find("[watchers.\"b'eta\"]") != std::string::npos);
+  CHECK(comparable(load_toml_text(quoted_text, "q.toml", quiet_options())) == comparable(quoted));
+
   // isolate is shown where it is set, and only there (false is the default).
   std::string text = to_toml(load_data("good/full.toml"));
   CHECK(text.find("isolate = true") != std::string::npos);
