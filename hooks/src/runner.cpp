@@ -236,6 +236,10 @@ HookRunner::HookRunner(Post post, unsigned threads, unsigned max_abandoned) : sh
   shared_->post = std::move(post);
   shared_->target = std::max(threads, 1u);
   shared_->max_abandoned = max_abandoned;
+  // spdlog makes its registry and default logger on first use, inside libspdlog.so. Made here,
+  // before any hook thread exists, no two threads race to make it; ThreadSanitizer cannot see
+  // the library's own guard and reported the race when the first log came from hook threads.
+  (void)spdlog::default_logger_raw();
 }
 
 HookRunner::~HookRunner() {
