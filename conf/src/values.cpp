@@ -75,12 +75,20 @@ std::string describe(const RawScalar& v) {
   return "an array";
 }
 
+namespace {
+
+/// Milliseconds as a Duration, or nothing past what one holds. 9e15 ms (285 000 years) is far
+/// below 2^63 and exact in a double; llround of a larger value gave a negative duration.
+std::optional<Duration> to_duration(double ms) {
+  if (!std::isfinite(ms) || ms < 0 || ms > 9e15) return std::nullopt;
+  return Duration(static_cast<Duration::rep>(std::llround(ms)));
+}
+
+}  // namespace
+
 std::optional<Duration> parse_duration(std::string_view text) {
   text = trim(text);
-  if (auto plain = parse_double(text)) {
-    if (*plain < 0) return std::nullopt;
-    return Duration(static_cast<Duration::rep>(std::llround(*plain * 1000)));
-  }
+  if (auto plain = parse_double(text)) return to_duration(*plain * 1000);
   if (text.empty()) return std::nullopt;
   double total_ms = 0;
   std::size_t i = 0;
@@ -96,7 +104,7 @@ std::optional<Duration> parse_duration(std::string_view text) {
     if (scale < 0) return std::nullopt;
     total_ms += *number * scale;
   }
-  return Duration(static_cast<Duration::rep>(std::llround(total_ms)));
+  return to_duration(total_ms);
 }
 
 std::string format_duration(Duration d) {

@@ -51,6 +51,12 @@ TEST_CASE("bad configs: the exact first error", "[unit][conf]") {
        "'soon'"},
       {"bad_duration_unit.ini",
        "3: max_age: expected a duration such as 500ms, 30s or 2m (a bare number is seconds), got '10 days'"},
+      {"duration_too_long.ini",
+       "3: graceful_timeout: expected a duration such as 500ms, 30s or 2m (a bare number is seconds), got "
+       "'1e300'"},
+      {"toml_duration_too_long.toml",
+       "3: min_uptime: expected a duration such as 500ms, 30s or 2m (a bare number is seconds), got "
+       "'2444444444444444444444444444s'"},
       {"bad_header.ini", "3: malformed section header '[watcher:b'"},
       {"bad_rlimit.ini",
        "3: rlimit_nofiles: unknown resource limit 'nofiles'; did you mean 'rlimit_nofile'?"},
