@@ -176,7 +176,7 @@ void Arbiter::on_request(ctl::Request req, ControlServer::Reply reply) {
     const std::string& cmd = req.command;
     bool waiting = req.waiting;
     // Replies now, or (with waiting) once the work is done; the next job waits either way.
-    auto finish = [this, reply, waiting, done](json props = json::object()) mutable {
+    auto finish = [reply, waiting, done](json props = json::object()) mutable {
       if (waiting) reply.ok(std::move(props));
       done();
     };

@@ -185,7 +185,8 @@ class Builder {
 
   std::string expand(const std::string& value, const RawEntry& e) {
     std::vector<std::string> unset;
-    std::string out = expand_env_value(trim(value), options_.environ, &unset, doc_.format == Format::toml);
+    // Not trimmed: a TOML string is exactly what it says, and the INI reader trims its values.
+    std::string out = expand_env_value(value, options_.environ, &unset, doc_.format == Format::toml);
     for (const auto& name : unset)
       values_.warning(
           e.where, e.key,
@@ -308,7 +309,7 @@ class Builder {
                       fmt::format("expected KEY=VALUE pairs separated by commas, got {}", quote(pair)));
         return;
       }
-      own_env_[watcher][std::string(trim(pair.substr(0, eq)))] = expand(std::string(pair.substr(eq + 1)), e);
+      own_env_[watcher][std::string(trim(pair.substr(0, eq)))] = expand(std::string(trim(pair.substr(eq + 1))), e);
     }
   }
 
