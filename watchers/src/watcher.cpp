@@ -1006,12 +1006,16 @@ void Watcher::finish_reap(Process& p) {
   // Free the process (its timers, watches) after this iteration: we may be inside its callback.
   auto holder = std::make_shared<decltype(node)>(std::move(node));
   ctx_.loop->defer([holder] {});
-  run_hook("after_reap", {pid, 0, code}, [](bool) {});  // its result is ignored
+  ++after_reaps_running_;
+  run_hook("after_reap", {pid, 0, code}, [this](bool) {  // its result is ignored
+    --after_reaps_running_;
+    check_stopped();
+  });
   check_stopped();
 }
 
 void Watcher::check_stopped() {
-  if (state_ != WatcherState::stopping || before_stop_running_) return;
+  if (state_ != WatcherState::stopping || before_stop_running_ || after_reaps_running_ > 0) return;
   if (!processes_.empty()) return;
   if (stop_to_failed_) {
     set_state(WatcherState::failed);

@@ -241,6 +241,7 @@ class Watcher {
   std::uint64_t start_token_ = 0;    // the start in progress: hooks of an older one are stale
   bool after_start_running_ = false;
   bool before_stop_running_ = false;
+  int after_reaps_running_ = 0;  // after_reap hooks not done: a stop ends after them, as in circus
   std::map<std::string, BoundHook> bound_hooks_;   // by point
   std::shared_ptr<const hooks::Options> hook_view_;  // the watcher's options as text, for hooks
   int next_start_wid_ = 0;  // during a start with warmup_delay: the next wid to spawn
