@@ -520,20 +520,12 @@ int host_main() {
     send_all(hc, wire::encode(wire::FromHost{wire::Answer{HookOutcome::proceed, ""}}));
     host_exit(0);
   }
-  trapeze_hook_call call{};
-  call.struct_size = sizeof call;
-  call.abi_version = TRAPEZE_HOOK_ABI_VERSION;
-  call.hook_name = hc.req.hook_name.c_str();
-  call.watcher_name = hc.req.watcher_name.c_str();
-  call.pid = hc.req.pid;
-  call.signum = hc.req.signum;
-  call.exit_status = hc.req.exit_status;
+  trapeze_hook_call call = detail::call_for(hc.req, &hc);
   call.watcher_option = host_watcher_option;
   call.hook_option = host_hook_option;
   call.log = host_log;
   call.set_error = host_set_error;
   call.cancelled = host_cancelled;
-  call.host = &hc;
   HookResult r = detail::outcome_of(fn(&call), hc.error);
   send_all(hc, wire::encode(wire::FromHost{wire::Answer{r.outcome, r.error}}));
   host_exit(0);

@@ -82,20 +82,12 @@ double millis_since(Clock::time_point t) {
 
 // Calls the hook on this thread.
 HookResult call_hook(Job& job) {
-  trapeze_hook_call call{};
-  call.struct_size = sizeof call;
-  call.abi_version = TRAPEZE_HOOK_ABI_VERSION;
-  call.hook_name = job.req.hook_name.c_str();
-  call.watcher_name = job.req.watcher_name.c_str();
-  call.pid = job.req.pid;
-  call.signum = job.req.signum;
-  call.exit_status = job.req.exit_status;
+  trapeze_hook_call call = detail::call_for(job.req, &job);
   call.watcher_option = watcher_option;
   call.hook_option = hook_option;
   call.log = log_message;
   call.set_error = set_error;
   call.cancelled = is_cancelled;
-  call.host = &job;
   HookResult result = detail::outcome_of(job.req.fn(&call), job.error);
   result.duration_ms = millis_since(job.submitted);
   return result;

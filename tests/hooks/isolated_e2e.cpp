@@ -3,10 +3,6 @@
 // boundary; a hung host is killed at its timeout and leaves no zombie; run and check load an
 // isolated plugin in a host. (The same segfaulting hook without isolate is not tested: it
 // would kill the arbiter, which is the reason isolate exists.)
-#include <dirent.h>
-
-#include <fstream>
-
 #include "../bus/zmq_support.hpp"
 
 using namespace trapeze::testing;
@@ -24,39 +20,13 @@ std::string watcher_section(const std::string& name, const std::string& extra) {
   return fmt::format("[watcher:{}]\ncmd = {}\nargs = forever\n{}", name, child(), extra);
 }
 
-struct Child {
-  pid_t pid;
-  char state;
-  std::string cmdline;
-};
-
-// The children of `parent`, as /proc shows them.
-std::vector<Child> children_of(pid_t parent) {
-  std::vector<Child> out;
-  DIR* d = opendir("/proc");
-  if (d == nullptr) return out;
-  while (dirent* e = readdir(d)) {
-    int pid = std::atoi(e->d_name);
-    if (pid <= 0) continue;
-    std::string line = read_file(fs::path("/proc") / e->d_name / "stat");
-    auto close = line.rfind(')');
-    if (close == std::string::npos) continue;
-    std::istringstream rest(line.substr(close + 2));
-    char state = '?';
-    int ppid = 0;
-    rest >> state >> ppid;
-    if (ppid != parent) continue;
-    std::string cmdline = read_file(fs::path("/proc") / e->d_name / "cmdline");
-    std::replace(cmdline.begin(), cmdline.end(), '\0', ' ');
-    out.push_back({pid, state, cmdline});
-  }
-  closedir(d);
-  return out;
-}
-
+// A hook host or a zombie among the children of `arbiter`.
 bool any_host_or_zombie(pid_t arbiter) {
-  for (const auto& c : children_of(arbiter))
-    if (c.state == 'Z' || c.cmdline.find("hook-host") != std::string::npos) return true;
+  for (const auto& p : processes()) {
+    if (p.ppid != arbiter) continue;
+    if (p.state == 'Z' || read_file(fmt::format("/proc/{}/cmdline", p.pid)).find("hook-host") != std::string::npos)
+      return true;
+  }
   return false;
 }
 
