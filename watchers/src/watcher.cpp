@@ -1006,12 +1006,12 @@ void Watcher::finish_reap(Process& p) {
   // Free the process (its timers, watches) after this iteration: we may be inside its callback.
   auto holder = std::make_shared<decltype(node)>(std::move(node));
   ctx_.loop->defer([holder] {});
+  // A stop ends once the hook returned (at once when there is none); its result is ignored.
   ++after_reaps_running_;
-  run_hook("after_reap", {pid, 0, code}, [this](bool) {  // its result is ignored
+  run_hook("after_reap", {pid, 0, code}, [this](bool) {
     --after_reaps_running_;
     check_stopped();
   });
-  check_stopped();
 }
 
 void Watcher::check_stopped() {
